@@ -1,0 +1,103 @@
+"""The public functions: registry access and the functional solver API."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .core.errors import NotSupportedError
+from .registry.registry import get_registries
+
+__all__ = ["create", "eigh", "get", "list", "matrix_invsqrt", "matrix_sqrt", "matrix_sqrt_invsqrt"]
+
+
+def list(  # noqa: A001 - the documented public name
+    kind: str | None = None, pattern: str | None = None, exclude: Sequence[str] = ()
+) -> builtins.list[str] | dict[str, builtins.list[str]]:
+    """Registered component names.
+
+    Parameters
+    ----------
+    kind
+        One kind (``"solver"``, ``"layer"``, ...); ``None`` for every kind.
+    pattern
+        An fnmatch pattern the names must match, e.g. ``"svd*"``.
+    exclude
+        fnmatch patterns of names to leave out.
+
+    Returns
+    -------
+    list of str or dict
+        The sorted names of ``kind``, or ``{kind: names}`` for every kind.
+    """
+    registries = get_registries()
+    if kind is None:
+        return {k: registries[k].names(pattern, exclude) for k in registries.kinds}
+    return registries[kind].names(pattern, exclude)
+
+
+def get(kind: str, name: str) -> type:
+    """The registered class of component ``name`` of ``kind``."""
+    return get_registries()[kind].get(name)
+
+
+def create(kind: str, name: str, /, **options: Any) -> Any:
+    """Build component ``name`` of ``kind`` with validated keyword ``options``.
+
+    Unknown options and bad values raise :class:`~eigenflow.ConfigError` naming the plugin,
+    the option, the value and what is allowed.
+    """
+    return get_registries()[kind].create(name, **options)
+
+
+_solver_cache: dict[tuple[str, tuple], Any] = {}
+
+
+def _solver(method: str, options: dict[str, Any]) -> Any:
+    try:
+        key = (method, tuple(sorted(options.items())))
+        hash(key)
+    except TypeError:  # unhashable option values: build afresh
+        return create("solver", method, **options)
+    solver = _solver_cache.get(key)
+    if solver is None:
+        solver = _solver_cache[key] = create("solver", method, **options)
+    return solver
+
+
+def matrix_sqrt(
+    A: torch.Tensor, method: str = "mpa-lya", *, check: bool = True, **options: Any
+) -> torch.Tensor:
+    """Differentiable matrix square root of symmetric PSD ``A (..., n, n)`` by solver ``method``."""
+    return _solver(method, options).sqrt(A, check=check)
+
+
+def matrix_invsqrt(
+    A: torch.Tensor, method: str = "mpa-lya", *, check: bool = True, **options: Any
+) -> torch.Tensor:
+    """Differentiable inverse square root of symmetric PD ``A (..., n, n)`` by ``method``."""
+    return _solver(method, options).invsqrt(A, check=check)
+
+
+def matrix_sqrt_invsqrt(
+    A: torch.Tensor, method: str = "mpa-lya", *, check: bool = True, **options: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both ``A^(1/2)`` and ``A^(-1/2)`` from one call of solver ``method``."""
+    return _solver(method, options).sqrt_invsqrt(A, check=check)
+
+
+def eigh(
+    A: torch.Tensor, method: str = "svd", *, check: bool = True, **options: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable eigendecomposition (ascending eigenvalues, eigenvector columns)."""
+    solver = _solver(method, options)
+    if not solver.provides_eigh:
+        registries = get_registries()
+        able = [n for n in registries["solver"].names() if registries["solver"].get(n).provides_eigh]
+        raise NotSupportedError(
+            f"solver {method!r} has no eigh; solvers with eigh: {', '.join(able)}"
+        )
+    return solver.eigh(A, check=check)

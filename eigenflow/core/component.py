@@ -1,0 +1,186 @@
+"""The base every plugin class derives from, and the interface of each component kind."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from torch import nn
+
+from .config import validate_options
+from .errors import ConfigError
+
+__all__ = [
+    "KINDS",
+    "Component",
+    "Constraint",
+    "Dataset",
+    "Layer",
+    "Metric",
+    "Model",
+    "PipelineBase",
+    "RunContext",
+    "Traversal",
+    "kind_base",
+]
+
+
+@attrs.frozen
+class _NoOptions:
+    """A config with no options."""
+
+
+class Component:
+    """Base of every plugin class.
+
+    Subclasses set ``Config`` (an ``attrs`` config class made with
+    :func:`eigenflow.core.config.config`) and ``source`` (the document and equations the
+    component implements). ``name`` is set when the class is registered.
+    """
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    Config: ClassVar[type] = _NoOptions
+
+    config: Any
+
+    @classmethod
+    def make_config(cls, config: Any = None, options: Mapping[str, Any] | None = None) -> Any:
+        """Return ``config`` or build one from keyword ``options`` (validated)."""
+        options = dict(options or {})
+        if config is not None:
+            if options:
+                config = attrs.evolve(config, **options)
+            if not isinstance(config, cls.Config):
+                raise ConfigError(
+                    f"{cls.kind} {cls.name or cls.__name__!r}: expected a {cls.Config.__name__} "
+                    f"config, got {type(config).__name__}"
+                )
+            return config
+        built, errors = validate_options(cls.Config, options)
+        if errors:
+            owner = f"{cls.kind} {cls.name or cls.__name__!r}"
+            raise ConfigError(f"{owner}: " + "; ".join(errors))
+        return built
+
+
+class Layer(Component, nn.Module):
+    """A meta-layer (``nn.Module``) built around a solver chosen by name."""
+
+    kind = "layer"
+
+
+class Metric(Component):
+    """A measurement: ``metric(...) -> float | dict``; the inputs are documented per metric."""
+
+    kind = "metric"
+
+    def __init__(self, config: Any = None, **options: Any):
+        self.config = self.make_config(config, options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> float | dict[str, Any]:
+        return self.compute(*args, **kwargs)
+
+    def compute(self, *args: Any, **kwargs: Any) -> float | dict[str, Any]:
+        """Compute the metric (subclasses implement this)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class Constraint(Component):
+    """Attaches to a module or parameter and changes its gradient, learning rate,
+    parametrization, or adds a penalty; ``detach`` restores the target."""
+
+    kind = "constraint"
+
+    def __init__(self, config: Any = None, **options: Any):
+        self.config = self.make_config(config, options)
+
+    def attach(self, target: nn.Module | nn.Parameter) -> Constraint:  # pragma: no cover
+        raise NotImplementedError
+
+    def detach(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def penalty(self) -> torch.Tensor | None:
+        """An added loss term, or ``None`` when the constraint adds none."""
+        return None
+
+
+class Traversal(Component):
+    """Finds directions or paths in a latent space: ``fit``, ``directions``, ``traverse``."""
+
+    kind = "traversal"
+
+    def __init__(self, config: Any = None, **options: Any):
+        self.config = self.make_config(config, options)
+
+
+class Model(Component, nn.Module):
+    """A trainable model with ``loss(batch) -> dict`` (key ``loss`` is the total)."""
+
+    kind = "model"
+
+
+class Dataset(Component, torch.utils.data.Dataset):
+    """A dataset generated or shipped locally (nothing is downloaded at run time)."""
+
+    kind = "dataset"
+
+
+@attrs.define
+class RunContext:
+    """What a running pipeline receives: output folder, device, seed and a progress logger."""
+
+    out_dir: Path
+    device: torch.device
+    seed: int = 0
+    quiet: bool = False
+
+    def log(self, message: str) -> None:
+        """Print a progress line unless ``quiet``."""
+        if not self.quiet:
+            print(message, flush=True)
+
+
+class PipelineBase(Component):
+    """A named, validated composition of components that runs end to end.
+
+    ``run(ctx)`` returns a JSON-serialisable summary and may write files to ``ctx.out_dir``.
+    """
+
+    kind = "pipeline"
+
+    def __init__(self, config: Any = None, **options: Any):
+        self.config = self.make_config(config, options)
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _solver_base() -> type:
+    from .solver import Solver
+
+    return Solver
+
+
+KINDS: tuple[str, ...] = (
+    "solver", "constraint", "traversal", "model", "layer", "metric", "dataset", "pipeline",
+)
+
+
+def kind_base(kind: str) -> type:
+    """The base class every plugin of ``kind`` must derive from."""
+    bases = {
+        "constraint": Constraint,
+        "traversal": Traversal,
+        "model": Model,
+        "layer": Layer,
+        "metric": Metric,
+        "dataset": Dataset,
+        "pipeline": PipelineBase,
+    }
+    return _solver_base() if kind == "solver" else bases[kind]

@@ -1,0 +1,90 @@
+"""Eigendecomposition with a pluggable backward rule, shared by every eigh-based solver.
+
+The backward of ``A = V diag(L) V^T`` (thesis 000, Eq. 3.6, written for ascending eigenvalues)
+is ``dl/dA = V (diag(dl/dL) + F o (V^T dl/dV)) V^T``, symmetrised, where ``F_ij`` stands for
+``1/(lambda_j - lambda_i)`` off the diagonal and 0 on it. A *gradient rule* is a function
+``rule(L) -> F`` of the eigenvalues ``(..., n)`` returning ``(..., n, n)``; the exact rule
+(:func:`exact_rule`) and the smoothed rules of the SVD-Padé family plug in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = [
+    "GradientRule",
+    "eigenvalue_floor",
+    "eigh_with_rule",
+    "exact_rule",
+    "function_of_eigenpairs",
+    "symmetrize",
+]
+
+GradientRule = Callable[[torch.Tensor], torch.Tensor]
+
+
+def symmetrize(X: torch.Tensor) -> torch.Tensor:
+    """``(X + X^T) / 2`` over the last two dimensions."""
+    return 0.5 * (X + X.mT)
+
+
+def exact_rule(L: torch.Tensor) -> torch.Tensor:
+    """``F_ij = 1/(lambda_j - lambda_i)`` for ``i != j``, 0 on the diagonal (Eq. 3.6).
+
+    Infinite where two eigenvalues coincide: the instability SVD-Padé removes.
+    """
+    diff = L.unsqueeze(-2) - L.unsqueeze(-1)  # diff[i, j] = lambda_j - lambda_i
+    eye = torch.eye(L.shape[-1], dtype=torch.bool, device=L.device)
+    return torch.where(eye, torch.zeros_like(diff), 1.0 / diff)
+
+
+class _EighWithRule(torch.autograd.Function):
+    """``torch.linalg.eigh`` whose backward uses a given gradient rule for ``F``."""
+
+    @staticmethod
+    def forward(ctx, A: torch.Tensor, rule: GradientRule):  # type: ignore[override]
+        L, V = torch.linalg.eigh(A)
+        ctx.rule = rule
+        ctx.save_for_backward(L, V)
+        return L, V
+
+    @staticmethod
+    def backward(ctx, grad_L: torch.Tensor | None, grad_V: torch.Tensor | None):  # type: ignore[override]
+        L, V = ctx.saved_tensors
+        inner = torch.zeros_like(V)
+        if grad_V is not None:
+            inner = ctx.rule(L) * (V.mT @ grad_V)
+        if grad_L is not None:
+            inner = inner + torch.diag_embed(grad_L)
+        grad_A = symmetrize(V @ inner @ V.mT)
+        return grad_A, None
+
+
+def eigh_with_rule(A: torch.Tensor, rule: GradientRule = exact_rule) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable ``eigh`` of symmetric ``A (..., n, n)`` with backward rule ``rule``.
+
+    Returns eigenvalues ascending ``(..., n)`` and eigenvectors as columns ``(..., n, n)``.
+    Not supported under ``torch.func`` transforms (a custom ``autograd.Function`` without a
+    vmap rule); ordinary autograd, batching and CUDA are.
+    """
+    return _EighWithRule.apply(A, rule)
+
+
+def eigenvalue_floor(L: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clamp eigenvalues ``(..., n)`` below ``eps * max(|lambda_max|, tiny)`` of each matrix.
+
+    Keeps square roots of PSD matrices with rounding-negative or zero eigenvalues finite, and
+    their gradients bounded. The floor itself is not differentiated.
+    """
+    tiny = torch.finfo(L.dtype).tiny
+    floor = (eps * L.abs().amax(dim=-1, keepdim=True)).clamp_min(tiny).detach()
+    return torch.maximum(L, floor)
+
+
+def function_of_eigenpairs(
+    L: torch.Tensor, V: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``V diag(fn(L)) V^T`` for eigenvalues ``(..., n)`` and eigenvectors ``(..., n, n)``."""
+    return (V * fn(L).unsqueeze(-2)) @ V.mT
