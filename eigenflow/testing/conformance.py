@@ -1,0 +1,287 @@
+"""Conformance tests every registered plugin runs, one class per kind.
+
+Plugin authors subclass a class and name their components; the tests run under pytest::
+
+    from eigenflow.testing import SolverConformance
+
+    class TestMySolver(SolverConformance):
+        names = ("my-solver",)
+
+Leave ``names`` empty to test every registered component of the kind (eigenflow's own suite
+does this, so a new plugin is tested the moment it registers).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+import torch
+
+from ..api import create, get
+from ..api import list as list_names
+from ..core.component import Component, Constraint, kind_base
+from ..core.config import describe_config
+from ..core.errors import ConfigError, InputError, NotSupportedError
+from ..core.solver import Solver
+from .matrices import random_spd, reference_sqrt_invsqrt, spd_from_eigenvalues
+
+__all__ = [
+    "ComponentConformance",
+    "ConstraintConformance",
+    "DatasetConformance",
+    "LayerConformance",
+    "MetricConformance",
+    "ModelConformance",
+    "PipelineConformance",
+    "SolverConformance",
+    "TraversalConformance",
+]
+
+DTYPES = (torch.float32, torch.float64)
+
+
+def _rel_err(X: torch.Tensor, ref: torch.Tensor) -> float:
+    X, ref = X.to(torch.float64), ref.to(torch.float64)
+    return float(torch.linalg.matrix_norm(X - ref).max() / torch.linalg.matrix_norm(ref).min())
+
+
+class ComponentConformance:
+    """What every component promises: registration, a frozen documented config, clear
+    errors for unknown options. Subclasses set ``kind``; users set ``names``."""
+
+    kind: ClassVar[str] = ""
+    names: ClassVar[Sequence[str]] = ()
+
+    def pytest_generate_tests(self, metafunc: Any) -> None:
+        if "name" in metafunc.fixturenames:
+            names = list(self.names) or list_names(self.kind)
+            metafunc.parametrize("name", names)
+
+    def test_registered_class(self, name: str) -> None:
+        cls = get(self.kind, name)
+        assert issubclass(cls, kind_base(self.kind)), f"{name} must derive from its kind's base"
+        assert issubclass(cls, Component)
+        assert cls.name == name
+        assert inspect.getdoc(cls), f"{self.kind} {name!r} needs a docstring"
+
+    def test_config_is_frozen_and_documented(self, name: str) -> None:
+        cls = get(self.kind, name)
+        assert attrs.has(cls.Config), "Config must be an attrs class"
+        fields = attrs.fields(cls.Config)
+        if fields and all(f.default is not attrs.NOTHING for f in fields):
+            with pytest.raises(attrs.exceptions.FrozenInstanceError):
+                setattr(cls.Config(), fields[0].name, None)  # noqa: B010
+        for row in describe_config(cls.Config):
+            assert row["help"], f"option {row['name']!r} of {name!r} needs help text"
+
+    def test_unknown_option_is_a_clear_error(self, name: str) -> None:
+        with pytest.raises(ConfigError) as info:
+            create(self.kind, name, not_an_option_xyz=1)
+        message = str(info.value)
+        assert name in message and "not_an_option_xyz" in message and "unknown option" in message
+
+
+class SolverConformance(ComponentConformance):
+    """Solvers: shapes with several batch dimensions, float32/float64, accuracy on
+    well-conditioned input, bad inputs, empty batches, eigh when provided, gradcheck when the
+    gradient is exact, finite gradients on repeated eigenvalues when robust."""
+
+    kind = "solver"
+
+    @pytest.fixture
+    def solver(self, name: str) -> Solver:
+        return create("solver", name)
+
+    @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+    def test_batched_shapes_and_accuracy(self, solver: Solver, dtype: torch.dtype) -> None:
+        for n in (1, 3, 8):
+            A64 = random_spd(n, 2, 3, cond=10.0, seed=n)
+            A = A64.to(dtype)
+            root, inv = solver.sqrt_invsqrt(A)
+            assert root.shape == A.shape and inv.shape == A.shape
+            assert root.dtype == dtype and inv.dtype == dtype
+            ref_root, ref_inv = reference_sqrt_invsqrt(A64)
+            tol = 10 * solver.forward_rtol[dtype]
+            assert _rel_err(root, ref_root) < tol, f"sqrt error too large for n={n}"
+            assert _rel_err(inv, ref_inv) < tol, f"invsqrt error too large for n={n}"
+            assert _rel_err(solver.sqrt(A), ref_root) < tol
+            assert _rel_err(solver.invsqrt(A), ref_inv) < tol
+
+    def test_each_matrix_is_normalised_alone(self, solver: Solver) -> None:
+        small = random_spd(6, 1, cond=5.0, seed=1, scale=1e-3)
+        large = random_spd(6, 1, cond=5.0, seed=2, scale=1e3)
+        together = solver.sqrt(torch.cat([small, large]))
+        alone = torch.cat([solver.sqrt(small), solver.sqrt(large)])
+        torch.testing.assert_close(together, alone, rtol=1e-9, atol=1e-12)
+
+    def test_empty_batch(self, solver: Solver) -> None:
+        A = torch.empty(0, 4, 4, dtype=torch.float64)
+        assert solver.sqrt(A).shape == (0, 4, 4)
+        assert solver.invsqrt(A).shape == (0, 4, 4)
+
+    @pytest.mark.parametrize(
+        ("bad", "fragment"),
+        [
+            (lambda: torch.ones(3, 4, dtype=torch.float64), "square"),
+            (lambda: torch.ones(3, dtype=torch.float64), "dimensions"),
+            (lambda: torch.arange(9.0, dtype=torch.float64).reshape(3, 3), "symmetric"),
+            (lambda: torch.full((2, 2), float("nan"), dtype=torch.float64), "NaN"),
+            (lambda: torch.eye(3, dtype=torch.int64), "dtype"),
+            (lambda: [[1.0, 0.0], [0.0, 1.0]], "torch.Tensor"),
+        ],
+        ids=["non-square", "1-d", "non-symmetric", "non-finite", "integer", "not-a-tensor"],
+    )
+    def test_bad_input_is_a_clear_error(self, solver: Solver, bad: Any, fragment: str) -> None:
+        for method in (solver.sqrt, solver.invsqrt, solver.sqrt_invsqrt):
+            with pytest.raises(InputError) as info:
+                method(bad())
+            assert str(info.value).startswith("A:") and fragment in str(info.value)
+
+    def test_eigh_or_clear_refusal(self, solver: Solver) -> None:
+        A = random_spd(5, 2, cond=50.0, seed=3) - 0.1 * torch.eye(5, dtype=torch.float64)
+        if not solver.provides_eigh:
+            with pytest.raises(NotSupportedError):
+                solver.eigh(A)
+            return
+        L, V = solver.eigh(A)
+        ref = torch.linalg.eigvalsh(A)
+        torch.testing.assert_close(L, ref, rtol=1e-10, atol=1e-12)
+        eye = torch.eye(5, dtype=A.dtype)
+        torch.testing.assert_close(V.mT @ V, eye.expand_as(V), rtol=0, atol=1e-10)
+        torch.testing.assert_close((V * L.unsqueeze(-2)) @ V.mT, A, rtol=0, atol=1e-10)
+
+    def test_gradients_are_finite(self, solver: Solver) -> None:
+        A = random_spd(6, 3, cond=100.0, seed=4).requires_grad_()
+        root, inv = solver.sqrt_invsqrt(A)
+        (root.sum() + inv.sum()).backward()
+        assert torch.isfinite(A.grad).all()
+
+    def test_gradcheck_when_exact(self, solver: Solver) -> None:
+        if not solver.exact_gradient:
+            pytest.skip("this solver does not claim exact gradients")
+        eig = torch.tensor([[0.6, 1.1, 1.9, 3.0]], dtype=torch.float64)
+        base = spd_from_eigenvalues(eig, generator=torch.Generator().manual_seed(5))
+        X = base.clone().requires_grad_()
+        G = torch.randn(1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+
+        def loss_sqrt(X: torch.Tensor) -> torch.Tensor:
+            return (solver.sqrt(0.5 * (X + X.mT), check=False) * G).sum()
+
+        def loss_invsqrt(X: torch.Tensor) -> torch.Tensor:
+            return (solver.invsqrt(0.5 * (X + X.mT), check=False) * G).sum()
+
+        assert torch.autograd.gradcheck(loss_sqrt, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
+        assert torch.autograd.gradcheck(loss_invsqrt, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+    def test_robust_gradient_on_repeated_eigenvalues(self, solver: Solver) -> None:
+        if not solver.robust_gradient:
+            pytest.skip("this solver does not claim robust gradients")
+        eig = torch.tensor([[1.0, 1.0, 1.0, 2.0, 2.0]], dtype=torch.float64)
+        for A in (torch.eye(5, dtype=torch.float64)[None], spd_from_eigenvalues(eig)):
+            for dtype in DTYPES:
+                X = A.to(dtype).requires_grad_()
+                root, inv = solver.sqrt_invsqrt(X)
+                (root.square().sum() + inv.sum()).backward()
+                assert torch.isfinite(X.grad).all()
+
+
+class LayerConformance(ComponentConformance):
+    """Layers: an ``nn.Module`` built from defaults; when the class provides
+    ``example_inputs(dtype)``, forward and backward give finite results."""
+
+    kind = "layer"
+
+    def test_module_and_forward(self, name: str) -> None:
+        layer = create("layer", name)
+        assert isinstance(layer, torch.nn.Module)
+        example = getattr(type(layer), "example_inputs", None)
+        if example is None:
+            return
+        inputs = [x.requires_grad_() for x in example(torch.float64)]
+        out = layer(*inputs)
+        outs = out if isinstance(out, tuple) else (out,)
+        assert all(torch.isfinite(o).all() for o in outs)
+        sum(o.sum() for o in outs).backward()
+        assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in inputs)
+
+
+def _overrides(cls: type, base: type, method: str) -> bool:
+    return getattr(cls, method) is not getattr(base, method)
+
+
+class MetricConformance(ComponentConformance):
+    """Metrics: callable with their documented inputs (``compute`` implemented)."""
+
+    kind = "metric"
+
+    def test_compute_implemented(self, name: str) -> None:
+        cls = get("metric", name)
+        assert _overrides(cls, kind_base("metric"), "compute")
+        metric = create("metric", name)
+        example = getattr(cls, "example_inputs", None)
+        if example is not None:
+            args, kwargs = example()
+            value = metric(*args, **kwargs)
+            values = value.values() if isinstance(value, dict) else [value]
+            assert all(isinstance(v, float | int) for v in values)
+
+
+class ConstraintConformance(ComponentConformance):
+    """Constraints: ``attach`` and ``detach`` implemented."""
+
+    kind = "constraint"
+
+    def test_attach_detach_implemented(self, name: str) -> None:
+        cls = get("constraint", name)
+        assert _overrides(cls, Constraint, "attach") and _overrides(cls, Constraint, "detach")
+
+
+class TraversalConformance(ComponentConformance):
+    """Traversals: ``fit`` and ``traverse`` implemented."""
+
+    kind = "traversal"
+
+    def test_methods_implemented(self, name: str) -> None:
+        cls = get("traversal", name)
+        assert callable(getattr(cls, "fit", None)) and callable(getattr(cls, "traverse", None))
+
+
+class ModelConformance(ComponentConformance):
+    """Models: ``loss``, ``encode`` and ``decode`` implemented."""
+
+    kind = "model"
+
+    def test_methods_implemented(self, name: str) -> None:
+        cls = get("model", name)
+        for method in ("loss", "encode", "decode"):
+            assert callable(getattr(cls, method, None)), f"{name} lacks {method}"
+
+
+class DatasetConformance(ComponentConformance):
+    """Datasets: a ``torch.utils.data.Dataset`` with ``__len__`` and ``__getitem__``."""
+
+    kind = "dataset"
+
+    def test_dataset_protocol(self, name: str) -> None:
+        cls = get("dataset", name)
+        assert issubclass(cls, torch.utils.data.Dataset)
+        assert _overrides(cls, torch.utils.data.Dataset, "__getitem__")
+        assert callable(getattr(cls, "__len__", None))
+
+
+class PipelineConformance(ComponentConformance):
+    """Pipelines: ``run`` implemented and the default spec validates."""
+
+    kind = "pipeline"
+
+    def test_default_spec_validates(self, name: str) -> None:
+        from ..pipeline import Pipeline
+
+        cls = get("pipeline", name)
+        assert _overrides(cls, kind_base("pipeline"), "run")
+        pipeline = Pipeline.from_config({"pipeline": name})
+        assert [s.name for s in pipeline.stages] == [name]
