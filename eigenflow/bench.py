@@ -1,0 +1,1189 @@
+"""The solver benchmark behind ``eigenflow bench`` and ``benchmarks/run_solvers.py``.
+
+Every registered solver (third-party ones included) is timed side by side in one run with two
+peers implemented here, independently of eigenflow's solvers:
+
+``torch.linalg.eigh``
+    the matrix function through ``torch.linalg.eigh`` with plain autograd
+    (``V diag(f(lambda)) V^T``), and ``torch.linalg.eigh`` itself for the ``eigh`` op;
+``torch.linalg.svd``
+    ``torch.linalg.svd`` as an eigendecomposition (``eigh`` op only, issue 5's grid);
+
+and the ``ns`` solver (Newton-Schulz with autograd) when it is registered. For each solver,
+op (``sqrt``, ``invsqrt``, ``eigh``), device, dtype, batch size ``B`` and matrix size ``n`` it
+measures the median over repeats of the forward, the backward (after an untimed forward) and
+the forward+backward, plus the relative Frobenius error against a float64 ``torch.linalg.eigh``
+reference on the same input. Inputs are random SPD matrices of a chosen condition number made
+deterministically from a seed (:func:`make_spd`).
+
+Results are rows (dicts with :data:`COLUMNS`), written as CSV and JSON, plotted (time vs batch,
+time vs size, error vs time as in thesis 000, Fig. 2.3) and summarised with the speed ratios
+against ``torch.linalg.eigh`` and ``ns``. A solver that raises gives an error row; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import fnmatch
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+import torch
+
+from .core.errors import ConfigError, EigenflowError, NotSupportedError, UnknownNameError
+
+__all__ = [
+    "COLUMNS",
+    "EIGH_PEER",
+    "FULL_GRID",
+    "NS_SOLVER",
+    "OPS",
+    "QUICK_GRID",
+    "SVD_PEER",
+    "BenchSpec",
+    "Contender",
+    "add_arguments",
+    "add_ratios",
+    "format_summary",
+    "main",
+    "make_spd",
+    "plot_results",
+    "reference",
+    "run_benchmark",
+    "select_contenders",
+    "write_results",
+]
+
+OPS = ("sqrt", "invsqrt", "eigh")
+EIGH_PEER = "torch.linalg.eigh"
+SVD_PEER = "torch.linalg.svd"
+NS_SOLVER = "ns"
+EAGER = "eager"
+GRAPH = "cuda-graph"
+
+#: Columns of a result row, in the order of the CSV file.
+COLUMNS = (
+    "solver",
+    "op",
+    "device",
+    "dtype",
+    "batch",
+    "n",
+    "fwd_ms",
+    "fwdbwd_ms",
+    "bwd_ms",
+    "rel_err",
+    "ratio_vs_eigh",
+    "ratio_vs_ns",
+    "fwd_ratio_vs_eigh",
+    "rel_err_max",
+    "recon_err",
+    "mode",
+    "cond",
+    "repeats",
+    "status",
+    "message",
+)
+
+#: The default grid (``--quick``): about a minute on a 2-core CPU.
+QUICK_GRID: dict[str, tuple] = {
+    "ops": ("sqrt",),
+    "batches": (1, 64),
+    "sizes": (16, 64),
+    "dtypes": ("float32",),
+}
+#: The grid of issues 3-5 (``--full``): batch 1..4096, size 4..256, every op and dtype.
+FULL_GRID: dict[str, tuple] = {
+    "ops": OPS,
+    "batches": (1, 16, 64, 256, 1024, 4096),
+    "sizes": (4, 8, 16, 24, 32, 48, 64, 96, 128, 256),
+    "dtypes": ("float32", "float64"),
+}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _default_devices() -> tuple[str, ...]:
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+def _positive_ints(name: str) -> Callable:
+    def check(_inst: Any, _attr: attrs.Attribute, value: tuple) -> None:
+        if not value or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in value):
+            raise ConfigError(f"{name}: expected positive integers, got {value!r}")
+
+    return check
+
+
+def _members(name: str, allowed: Iterable[str]) -> Callable:
+    allowed = tuple(allowed)
+
+    def check(_inst: Any, _attr: attrs.Attribute, value: tuple) -> None:
+        bad = [v for v in value if v not in allowed]
+        if not value or bad:
+            raise ConfigError(
+                f"{name}: got {', '.join(map(repr, bad)) or 'nothing'}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+
+    return check
+
+
+def _check_devices(_inst: Any, _attr: attrs.Attribute, value: tuple) -> None:
+    if not value:
+        raise ConfigError("devices: expected at least one device")
+    for dev in value:
+        try:
+            device = torch.device(dev)
+        except RuntimeError:
+            raise ConfigError(f"devices: {dev!r} is not a torch device (use cpu or cuda)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"devices: {dev!r} requested but CUDA is not available here")
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"devices: {dev!r} is not supported (use cpu or cuda)")
+
+
+def _check_conds(_inst: Any, _attr: attrs.Attribute, value: tuple) -> None:
+    if not value or any(not (isinstance(c, (int, float)) and c >= 1) for c in value):
+        raise ConfigError(f"conds: expected condition numbers >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BenchSpec:
+    """What to benchmark (the defaults are :data:`QUICK_GRID` on every available device).
+
+    Attributes
+    ----------
+    solvers
+        fnmatch patterns of registered solver names (``"svd*"``), optionally with options
+        (``"mpa-lya:degree=8"``, several with ``:``) to time a variant; ``("*",)`` is all.
+        The peers (``torch.linalg.eigh``, ``torch.linalg.svd``) and ``ns`` always run.
+    ops, batches, sizes, dtypes, devices, conds
+        The grid: ``sqrt``/``invsqrt``/``eigh``; batch sizes ``B``; matrix sizes ``n``;
+        ``float32``/``float64``; ``cpu``/``cuda``; condition numbers of the inputs.
+    repeats, warmup
+        Timed repeats (the median is reported) and untimed warm-up calls per measurement.
+    max_time
+        Seconds one measurement may take: repeats are reduced (never below 1) to fit.
+    seed
+        Seed of the inputs and upstream gradients.
+    threads
+        ``torch.set_num_threads`` during the run (``None``: leave as is).
+    cuda_graph
+        Also time each solver's forward+backward captured once in a CUDA graph and replayed
+        (CUDA devices only; rows with ``mode = "cuda-graph"``).
+    """
+
+    solvers: tuple[str, ...] = ("*",)
+    ops: tuple[str, ...] = attrs.field(default=QUICK_GRID["ops"], validator=_members("ops", OPS))
+    batches: tuple[int, ...] = attrs.field(
+        default=QUICK_GRID["batches"], validator=_positive_ints("batches")
+    )
+    sizes: tuple[int, ...] = attrs.field(
+        default=QUICK_GRID["sizes"], validator=_positive_ints("sizes")
+    )
+    dtypes: tuple[str, ...] = attrs.field(
+        default=QUICK_GRID["dtypes"], validator=_members("dtypes", _DTYPES)
+    )
+    devices: tuple[str, ...] = attrs.field(factory=_default_devices, validator=_check_devices)
+    conds: tuple[float, ...] = attrs.field(default=(1e3,), validator=_check_conds)
+    repeats: int = 5
+    warmup: int = 2
+    max_time: float = 10.0
+    seed: int = 0
+    cuda_graph: bool = False
+    threads: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ConfigError(f"repeats: expected an integer >= 1, got {self.repeats!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ConfigError(f"warmup: expected an integer >= 0, got {self.warmup!r}")
+        if not self.max_time > 0:
+            raise ConfigError(f"max_time: expected seconds > 0, got {self.max_time!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads: expected an integer >= 1, got {self.threads!r}")
+        if not self.solvers:
+            raise ConfigError("solvers: expected at least one name or pattern")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_spd(batch: int, n: int, cond: float = 1e3, seed: int = 0) -> torch.Tensor:
+    """Random symmetric positive-definite matrices ``(batch, n, n)`` in float64 on the CPU.
+
+    ``A = s Q diag(lambda) Q^T`` with ``Q`` Haar-random orthogonal (QR of a Gaussian matrix,
+    signs fixed by ``diag(R)``), eigenvalues ``lambda_i = cond^(-u_i)`` with ``u`` sorted
+    uniform in ``[0, 1]`` and its ends pinned to 0 and 1 (so each matrix has condition number
+    exactly ``cond`` when ``n >= 2``), and a per-matrix scale ``s = 10^U(-1, 1)`` (solvers must
+    normalise per matrix). Deterministic for a given ``seed``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    G = torch.randn(batch, n, n, generator=gen, dtype=torch.float64)
+    Q, R = torch.linalg.qr(G)
+    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+    u = torch.rand(batch, n, generator=gen, dtype=torch.float64).sort(dim=-1).values
+    if n >= 2:
+        u[:, 0], u[:, -1] = 0.0, 1.0
+    else:
+        u.zero_()
+    lam = torch.as_tensor(float(cond), dtype=torch.float64) ** (-u)
+    scale = 10.0 ** (2.0 * torch.rand(batch, 1, 1, generator=gen, dtype=torch.float64) - 1.0)
+    A = scale * (Q * lam.unsqueeze(-2)) @ Q.mT
+    return 0.5 * (A + A.mT)
+
+
+def _upstream(op: str, batch: int, n: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Fixed upstream gradients (float64, CPU) for the backward of ``op``'s outputs."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    G = torch.randn(batch, n, n, generator=gen, dtype=torch.float64) / n
+    if op == "eigh":
+        gL = torch.randn(batch, n, generator=gen, dtype=torch.float64) / math.sqrt(n)
+        return gL, G
+    return (0.5 * (G + G.mT),)
+
+
+def reference(op: str, A: torch.Tensor) -> torch.Tensor:
+    """The float64 reference of ``op`` on ``A (..., n, n)`` through ``torch.linalg.eigh``.
+
+    ``sqrt`` and ``invsqrt`` are ``V diag(lambda^(+-1/2)) V^T`` (eigenvalues clamped at 0 for
+    the square root); ``eigh`` gives the eigenvalues ``(..., n)``, ascending.
+    """
+    L, V = torch.linalg.eigh(A.to(torch.float64))
+    if op == "eigh":
+        return L
+    f = L.clamp_min(0).sqrt() if op == "sqrt" else L.rsqrt()
+    return (V * f.unsqueeze(-2)) @ V.mT
+
+
+def _relative_errors(X: torch.Tensor, R: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    num = torch.linalg.vector_norm(X.to(torch.float64) - R, dim=dims)
+    return num / torch.linalg.vector_norm(R, dim=dims).clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def accuracy(op: str, out: Any, A: torch.Tensor) -> dict[str, float]:
+    """``rel_err`` (mean over the batch of the relative Frobenius error of the result against
+    :func:`reference` on the same input), ``rel_err_max`` (the worst matrix) and, for
+    ``eigh``, ``recon_err`` (mean ``||V diag(L) V^T - A||_F / ||A||_F``). Eigenvectors are
+    compared through the reconstruction because their signs are arbitrary."""
+    ref = reference(op, A)
+    if op == "eigh":
+        L, V = out
+        errs = _relative_errors(L, ref, (-1,))
+        L64, V64 = L.to(torch.float64), V.to(torch.float64)
+        recon = (V64 * L64.unsqueeze(-2)) @ V64.mT
+        recon_err = _relative_errors(recon, A.to(torch.float64), (-2, -1)).mean()
+    else:
+        errs = _relative_errors(out, ref, (-2, -1))
+        recon_err = None
+    values = torch.stack([errs.mean(), errs.max()]).tolist()
+    return {
+        "rel_err": values[0],
+        "rel_err_max": values[1],
+        "recon_err": None if recon_err is None else recon_err.item(),
+    }
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+def _peer_eigh(op: str, A: torch.Tensor) -> Any:
+    """``torch.linalg.eigh`` with plain autograd (independent of eigenflow's solvers)."""
+    L, V = torch.linalg.eigh(A)
+    if op == "eigh":
+        return L, V
+    if op == "sqrt":
+        f = L.clamp_min(0).sqrt()
+    else:
+        f = L.rsqrt()
+    return (V * f.unsqueeze(-2)) @ V.mT
+
+
+def _peer_svd(op: str, A: torch.Tensor) -> Any:
+    """``torch.linalg.svd`` of a symmetric PSD matrix read as its eigendecomposition
+    (singular values flipped to ascending order, left singular vectors as eigenvectors)."""
+    U, S, _ = torch.linalg.svd(A, full_matrices=False)
+    return S.flip(-1), U.flip(-1)
+
+
+@attrs.frozen
+class Contender:
+    """One timed method: a peer or a configured registered solver.
+
+    ``label`` is the row's ``solver`` column (``"mpa-lya"``, ``"mpa-lya:degree=8"``,
+    ``"torch.linalg.eigh"``); ``call(op, A)`` computes ``op`` on a flat batch ``A (B, n, n)``
+    without input validation; ``ops`` are the ops it provides.
+    """
+
+    label: str
+    base: str
+    is_peer: bool
+    ops: frozenset[str]
+    call: Callable[[str, torch.Tensor], Any]
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_solver_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"mpa-lya:degree=8:lya_iters=4"`` -> ``("mpa-lya", {"degree": 8, "lya_iters": 4})``."""
+    name, *parts = spec.strip().split(":")
+    options = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"solvers: {spec!r} has option {part!r}; expected NAME:KEY=VALUE[:KEY=VALUE]"
+            )
+        options[key.strip()] = _parse_value(value.strip())
+    return name, options
+
+
+def _solver_contender(name: str, options: dict[str, Any], label: str) -> Contender:
+    from . import api
+
+    solver = api.create("solver", name, **options)
+    ops = {"sqrt", "invsqrt"} | ({"eigh"} if getattr(solver, "provides_eigh", False) else set())
+
+    def call(op: str, A: torch.Tensor) -> Any:
+        if op == "sqrt":
+            return solver.sqrt(A, check=False)
+        if op == "invsqrt":
+            return solver.invsqrt(A, check=False)
+        return solver.eigh(A, check=False)
+
+    return Contender(label, name, False, frozenset(ops), call)
+
+
+def select_contenders(patterns: Sequence[str] = ("*",)) -> list[Contender]:
+    """The peers, ``ns`` (when registered) and the registered solvers matching ``patterns``.
+
+    A pattern without options is an fnmatch pattern over ``ef.list("solver")``; a pattern
+    with options (``name:key=value``) names one solver. A pattern that matches nothing is an
+    error listing the registered names. Order: peers, ``ns``, then the rest by name.
+    """
+    from . import api
+
+    registered = api.list("solver")
+    chosen: list[tuple[str, dict[str, Any], str]] = []
+    for pattern in patterns:
+        name, options = parse_solver_spec(pattern)
+        if options:
+            if name not in registered:
+                raise UnknownNameError(
+                    f"solvers: unknown solver {name!r} (registered: {', '.join(registered)})"
+                )
+            chosen.append((name, options, pattern.strip()))
+            continue
+        matches = [n for n in registered if fnmatch.fnmatchcase(n, name)]
+        if not matches and name not in (EIGH_PEER, SVD_PEER):
+            raise UnknownNameError(
+                f"solvers: {name!r} matches no registered solver "
+                f"(registered: {', '.join(registered) or 'none'})"
+            )
+        chosen.extend((m, {}, m) for m in matches)
+    if NS_SOLVER in registered:
+        chosen.append((NS_SOLVER, {}, NS_SOLVER))
+    labels: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, options, label in chosen:
+        labels.setdefault(label, (name, options))
+    order = sorted(labels, key=lambda lab: (lab != NS_SOLVER, lab))
+    peers = [
+        Contender(EIGH_PEER, EIGH_PEER, True, frozenset(OPS), _peer_eigh),
+        Contender(SVD_PEER, SVD_PEER, True, frozenset({"eigh"}), _peer_svd),
+    ]
+    return peers + [_solver_contender(*labels[lab], lab) for lab in order]
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Clock:
+    """Wall-clock (CPU) or CUDA-event timing of one region, in milliseconds."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+
+    def time(self, run: Callable[[], Any], setup: Callable[[], Any] | None = None) -> float:
+        state = setup() if setup is not None else None
+        _synchronize(self.device)
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            result = run() if state is None else run(state)
+            end.record()
+            end.synchronize()
+            del result
+            return start.elapsed_time(end)
+        t0 = time.perf_counter()
+        result = run() if state is None else run(state)
+        elapsed = (time.perf_counter() - t0) * 1e3
+        del result
+        return elapsed
+
+
+def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+class _Case:
+    """One contender on one input: forward, backward and forward+backward callables."""
+
+    def __init__(self, contender: Contender, op: str, A: torch.Tensor, grads: tuple):
+        self.contender, self.op = contender, op
+        self.A = A.detach().clone().requires_grad_(True)
+        self.grads = grads
+
+    def forward(self, A: torch.Tensor | None = None) -> Any:
+        return self.contender.call(self.op, self.A if A is None else A)
+
+    def backward(self, out: Any, A: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        outs = _as_tuple(out)
+        return torch.autograd.grad(outs, self.A if A is None else A, self.grads[: len(outs)])
+
+    def forward_backward(self, A: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        return self.backward(self.forward(A), A)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _plan_repeats(first_call_ms: float, spec: BenchSpec) -> tuple[int, int]:
+    """Warm-up calls left and repeats that fit ``spec.max_time`` (3 timed regions each)."""
+    budget_ms = spec.max_time * 1e3
+    per_round = max(first_call_ms, 1e-3) * 3.0
+    repeats = int(max(1, min(spec.repeats, budget_ms // per_round)))
+    warmup = int(max(0, min(spec.warmup - 1, budget_ms // max(first_call_ms, 1e-3) // 4)))
+    return warmup, repeats
+
+
+def _detached(out: Any) -> Any:
+    return tuple(o.detach() for o in out) if isinstance(out, (tuple, list)) else out.detach()
+
+
+def _measure_eager(case: _Case, spec: BenchSpec, row: dict[str, Any]) -> None:
+    """Fill ``row`` with eager timings and accuracy; on failure ``row['stage']`` says where.
+
+    The first forward+backward is timed roughly to fit ``spec.max_time``; its output gives
+    the accuracy. Then warm-up, and the medians of forward, backward (after an untimed
+    forward) and forward+backward.
+    """
+    device = case.A.device
+    clock = _Clock(device)
+    row["stage"] = "forward"
+    _synchronize(device)
+    t0 = time.perf_counter()
+    out = case.forward()
+    row["stage"] = "backward"
+    case.backward(out)
+    _synchronize(device)
+    warmup, repeats = _plan_repeats((time.perf_counter() - t0) * 1e3, spec)
+    row["stage"] = "accuracy"
+    with torch.no_grad():
+        row.update(accuracy(case.op, _detached(out), case.A.detach()))
+    del out
+    row["stage"] = "warm-up"
+    for _ in range(warmup):
+        case.forward_backward()
+    row["repeats"] = repeats
+    row["stage"] = "forward"
+    row["fwd_ms"] = _median([clock.time(case.forward) for _ in range(repeats)])
+    row["stage"] = "backward"
+    row["bwd_ms"] = _median([clock.time(case.backward, setup=case.forward) for _ in range(repeats)])
+    row["stage"] = "forward+backward"
+    row["fwdbwd_ms"] = _median([clock.time(case.forward_backward) for _ in range(repeats)])
+
+
+def _replay_ms(graph: torch.cuda.CUDAGraph, repeats: int) -> float:
+    clock = _Clock(torch.device("cuda", torch.cuda.current_device()))
+    return _median([clock.time(graph.replay) for _ in range(repeats)])
+
+
+def _measure_graph(case: _Case, spec: BenchSpec, row: dict[str, Any]) -> None:
+    """Capture the forward, and the forward+backward, in CUDA graphs once; time replays.
+
+    The static input is ``case.A``; capture follows the PyTorch recipe (warm-up on a side
+    stream, then capture). Solvers that synchronise with the host (``torch.linalg.eigh``,
+    ``torch.linalg.solve`` error checks, ``.item()``) fail to capture and raise here.
+    """
+    device = case.A.device
+    with torch.cuda.device(device):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        row["stage"] = "graph warm-up"
+        with torch.cuda.stream(side):
+            for _ in range(max(spec.warmup, 2)):
+                case.forward_backward()
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        row["stage"] = "graph capture (forward)"
+        fwd_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(fwd_graph):
+            static_out = case.forward()
+        row["stage"] = "graph capture (forward+backward)"
+        fb_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(fb_graph):
+            case.forward_backward()
+        row["stage"] = "graph replay"
+        for _ in range(max(spec.warmup, 1)):
+            fb_graph.replay()
+        row["repeats"] = spec.repeats
+        row["fwd_ms"] = _replay_ms(fwd_graph, spec.repeats)
+        row["fwdbwd_ms"] = _replay_ms(fb_graph, spec.repeats)
+        row["bwd_ms"] = row["fwdbwd_ms"] - row["fwd_ms"]
+        fwd_graph.replay()
+        torch.cuda.synchronize()
+        row["stage"] = "accuracy"
+        with torch.no_grad():
+            row.update(accuracy(case.op, _detached(static_out), case.A.detach()))
+
+
+def _recover(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        try:
+            torch.cuda.synchronize(device)
+        except Exception:
+            pass
+        torch.cuda.empty_cache()
+
+
+def _new_row(
+    contender: Contender, op: str, device: str, dtype: str, B: int, n: int, cond: float, mode: str
+) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(
+        solver=contender.label,
+        op=op,
+        device=device,
+        dtype=dtype,
+        batch=B,
+        n=n,
+        cond=cond,
+        mode=mode,
+        status="ok",
+        message="",
+    )
+    return row
+
+
+def _measure(
+    contender: Contender,
+    op: str,
+    A: torch.Tensor,
+    grads: tuple,
+    spec: BenchSpec,
+    mode: str,
+    row: dict[str, Any],
+) -> dict[str, Any]:
+    """One measurement; any exception becomes ``status`` ``error`` (or ``skipped`` when a
+    CUDA-graph capture fails) with the failing stage and message."""
+    try:
+        case = _Case(contender, op, A, grads)
+        if mode == GRAPH:
+            _measure_graph(case, spec, row)
+        else:
+            _measure_eager(case, spec, row)
+    except Exception as exc:
+        stage = row.get("stage") or "setup"
+        text = " ".join(str(exc).split())[:300]
+        if mode == GRAPH:
+            row["status"] = "skipped"
+            row["message"] = (
+                f"not capturable in a CUDA graph ({stage}): {type(exc).__name__}: {text}"
+            )
+            for key in ("fwd_ms", "fwdbwd_ms", "bwd_ms", "rel_err", "rel_err_max", "recon_err"):
+                row[key] = None
+        else:
+            row["status"] = "error"
+            row["message"] = f"{stage}: {type(exc).__name__}: {text}"
+        _recover(A.device)
+    row.pop("stage", None)
+    if row["status"] == "ok" and row["rel_err"] is not None and not math.isfinite(row["rel_err"]):
+        row["message"] = "non-finite values in the output"
+    return row
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set ``ratio_vs_eigh`` (eager ``torch.linalg.eigh`` fwd+bwd time / this row's),
+    ``fwd_ratio_vs_eigh`` (the same for the forward) and ``ratio_vs_ns`` (eager ``ns``
+    fwd+bwd / this row's) within each (op, device, dtype, batch, n, cond); a ratio above 1
+    means faster than the peer. Missing peers or times leave ``None``."""
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (r["op"], r["device"], r["dtype"], r["batch"], r["n"], r["cond"])
+
+    peers = {
+        (r["solver"], key(r)): r
+        for r in rows
+        if r["mode"] == EAGER and r["status"] == "ok" and r["solver"] in (EIGH_PEER, NS_SOLVER)
+    }
+
+    def ratio(peer: dict[str, Any] | None, row: dict[str, Any], column: str) -> float | None:
+        if peer is None or not peer.get(column) or not row.get(column):
+            return None
+        return peer[column] / row[column]
+
+    for r in rows:
+        eigh_row = peers.get((EIGH_PEER, key(r)))
+        ns_row = peers.get((NS_SOLVER, key(r)))
+        r["ratio_vs_eigh"] = ratio(eigh_row, r, "fwdbwd_ms")
+        r["fwd_ratio_vs_eigh"] = ratio(eigh_row, r, "fwd_ms")
+        r["ratio_vs_ns"] = ratio(ns_row, r, "fwdbwd_ms")
+    return rows
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec) if isinstance(value, float) else str(value)
+
+
+def _progress_line(row: dict[str, Any], index: int, total: int) -> str:
+    where = (
+        f"[{index}/{total}] {row['device']} {row['dtype']} {row['op']} "
+        f"B={row['batch']} n={row['n']} cond={row['cond']:g} {row['solver']}"
+        + (" [graph]" if row["mode"] == GRAPH else "")
+    )
+    if row["status"] != "ok":
+        return f"{where}: {row['status'].upper()} {row['message']}"
+    return (
+        f"{where}: fwd {_fmt(row['fwd_ms'])} ms, bwd {_fmt(row['bwd_ms'])} ms, "
+        f"fwd+bwd {_fmt(row['fwdbwd_ms'])} ms, rel_err {_fmt(row['rel_err'], '.2e')}"
+    )
+
+
+def _plan(spec: BenchSpec, contenders: list[Contender]) -> list[tuple]:
+    """Measurements in run order: (device, dtype, cond, B, n, op, contender, mode)."""
+    plan = []
+    for device in spec.devices:
+        modes = (
+            (EAGER, GRAPH) if spec.cuda_graph and torch.device(device).type == "cuda" else (EAGER,)
+        )
+        for dtype in spec.dtypes:
+            for cond in spec.conds:
+                for B in spec.batches:
+                    for n in spec.sizes:
+                        for op in spec.ops:
+                            for c in contenders:
+                                if op in c.ops:
+                                    plan.extend(
+                                        (device, dtype, cond, B, n, op, c, m) for m in modes
+                                    )
+    return plan
+
+
+def run_benchmark(
+    spec: BenchSpec | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    contenders: list[Contender] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the grid of ``spec`` and return the result rows (with ratios).
+
+    Parameters
+    ----------
+    spec
+        The grid and timing settings; :class:`BenchSpec` defaults when ``None``.
+    progress
+        Called with one line per finished measurement (e.g. ``print`` to stderr).
+    contenders
+        Overrides :func:`select_contenders` ``(spec.solvers)``.
+
+    Returns
+    -------
+    list of dict
+        One row per (device, dtype, cond, batch, n, op, solver, mode) with :data:`COLUMNS`.
+    """
+    spec = spec or BenchSpec()
+    contenders = contenders if contenders is not None else select_contenders(spec.solvers)
+    plan = _plan(spec, contenders)
+    threads = torch.get_num_threads()
+    if spec.threads is not None:
+        torch.set_num_threads(spec.threads)
+    try:
+        rows = _run_plan(plan, spec, progress)
+    finally:
+        torch.set_num_threads(threads)
+    return add_ratios(rows)
+
+
+def _run_plan(
+    plan: list[tuple], spec: BenchSpec, progress: Callable[[str], None] | None
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    inputs: dict[tuple, tuple] = {}
+    for index, (device, dtype, cond, B, n, op, contender, mode) in enumerate(plan, 1):
+        key = (cond, B, n, op)
+        if key not in inputs:
+            inputs.clear()  # one input set alive at a time (large grids)
+            inputs[key] = (make_spd(B, n, cond, spec.seed), _upstream(op, B, n, spec.seed))
+        A64, grads64 = inputs[key]
+        dev, dt = torch.device(device), _DTYPES[dtype]
+        row = _new_row(contender, op, device, dtype, B, n, cond, mode)
+        try:
+            A = A64.to(dev, dt)
+            grads = tuple(g.to(dev, dt) for g in grads64)
+        except Exception as exc:
+            row.update(status="error", message=f"input: {type(exc).__name__}: {exc}")
+            _recover(dev)
+        else:
+            _measure(contender, op, A, grads, spec, mode, row)
+            del A, grads
+        rows.append(row)
+        if progress is not None:
+            progress(_progress_line(row, index, len(plan)))
+    return rows
+
+
+# --------------------------------------------------------------------------- output
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers come from: versions, threads, devices."""
+    from ._version import __version__
+
+    info: dict[str, Any] = {
+        "eigenflow": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+def write_results(
+    rows: list[dict[str, Any]], out: str | os.PathLike, *, spec: BenchSpec | None = None
+) -> dict[str, Path]:
+    """Write ``results.csv`` and ``results.json`` (rows plus the spec and environment) into
+    the directory ``out`` (created); returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / "results.csv", out / "results.json"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(
+                {
+                    k: "" if r.get(k) is None else (repr(r[k]) if isinstance(r[k], float) else r[k])
+                    for k in COLUMNS
+                }
+            )
+    payload = {
+        "format": "eigenflow-bench/1",
+        "environment": environment(),
+        "spec": attrs.asdict(spec) if spec is not None else None,
+        "columns": list(COLUMNS),
+        "rows": [{k: _json_value(r.get(k)) for k in COLUMNS} for r in rows],
+    }
+    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    return {"csv": csv_path, "json": json_path}
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table: one block per (op, device, dtype, cond, batch, n), solvers sorted
+    by forward+backward time, with the speed ratios against ``torch.linalg.eigh`` and ``ns``
+    (``x eigh`` = eigh's fwd+bwd time / the solver's; above 1 is faster)."""
+    header = (
+        f"{'solver':<28}{'mode':<7}{'fwd ms':>10}{'bwd ms':>10}{'fwd+bwd':>10}"
+        f"{'rel err':>10}{'x eigh':>9}{'x ns':>8}"
+    )
+    blocks: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        blocks.setdefault(
+            (r["op"], r["device"], r["dtype"], r["cond"], r["batch"], r["n"]), []
+        ).append(r)
+    lines = []
+    for (op, device, dtype, cond, B, n), group in blocks.items():
+        lines.append(f"\n{op} on {device} {dtype}, {B} matrices of size {n} (cond {cond:g})")
+        lines.append(header)
+        group = sorted(group, key=lambda r: (r["status"] != "ok", r["fwdbwd_ms"] or math.inf))
+        for r in group:
+            mode = "graph" if r["mode"] == GRAPH else ""
+            if r["status"] != "ok":
+                lines.append(f"{r['solver']:<28}{mode:<7}{r['status']}: {r['message'][:80]}")
+                continue
+            ratio = _fmt(r["ratio_vs_eigh"], ".2f")
+            ns_ratio = _fmt(r["ratio_vs_ns"], ".2f")
+            lines.append(
+                f"{r['solver']:<28}{mode:<7}{_fmt(r['fwd_ms']):>10}{_fmt(r['bwd_ms']):>10}"
+                f"{_fmt(r['fwdbwd_ms']):>10}{_fmt(r['rel_err'], '.1e'):>10}{ratio:>9}"
+                f"{ns_ratio:>8}"
+            )
+    return "\n".join(lines).lstrip("\n")
+
+
+def _matplotlib() -> tuple[Any, Any]:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise NotSupportedError(
+            "benchmark plots need matplotlib: pip install 'eigenflow[bench]' (or pass --no-plots)"
+        ) from None
+    return Figure, FigureCanvasAgg
+
+
+def _panels(Figure: Any, count: int) -> tuple[Any, list[Any]]:
+    cols = min(count, 3)
+    rows = math.ceil(count / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def _log_axis(ax: Any, axis: str, values: list[float]) -> None:
+    """Log scale spanning at least a decade (so a major tick is labelled), minor labels off."""
+    from matplotlib.ticker import NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    values = [v for v in values if v > 0 and math.isfinite(v)]
+    if values:
+        lo, hi = min(values) / 1.3, max(values) * 1.3
+        if hi / lo < 10.0:
+            mid = math.sqrt(lo * hi)
+            lo, hi = mid / math.sqrt(10.0), mid * math.sqrt(10.0)
+        getattr(ax, f"set_{axis}lim")(lo, hi)
+    getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+
+
+def _series_label(r: dict[str, Any]) -> str:
+    return r["solver"] + (" [graph]" if r["mode"] == GRAPH else "")
+
+
+def _line_plot(
+    Figure: Any, rows: list[dict[str, Any]], panel_key: str, x_key: str, title: str, path: Path
+) -> None:
+    panels = sorted({r[panel_key] for r in rows})
+    fig, axes = _panels(Figure, len(panels))
+    for ax, value in zip(axes, panels):
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            if r[panel_key] == value and r["status"] == "ok" and r["fwdbwd_ms"]:
+                series.setdefault(_series_label(r), []).append((r[x_key], r["fwdbwd_ms"]))
+        for label, points in sorted(series.items()):
+            points.sort()
+            style = "--" if label.startswith("torch.") else "-"
+            ax.plot(*zip(*points), style, marker="o", markersize=3, label=label)
+        ax.set_xscale("log", base=2)
+        _log_axis(ax, "y", [p[1] for pts in series.values() for p in pts])
+        ax.set_xlabel("batch size" if x_key == "batch" else "matrix size n")
+        ax.set_ylabel("forward+backward (ms)")
+        ax.set_title(f"{'n' if panel_key == 'n' else 'batch'} = {value}")
+        ax.grid(True, which="both", alpha=0.3)
+    if axes:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+
+
+def _error_plot(Figure: Any, rows: list[dict[str, Any]], title: str, path: Path) -> None:
+    """Forward error vs forward time, one panel per (batch, n) (thesis 000, Fig. 2.3):
+    variants of one solver (``name:key=value``) are joined by a line."""
+    panels = sorted({(r["batch"], r["n"]) for r in rows})
+    fig, axes = _panels(Figure, len(panels))
+    for ax, (B, n) in zip(axes, panels):
+        groups: dict[str, list[tuple[float, float, str]]] = {}
+        for r in rows:
+            ok = r["status"] == "ok" and r["fwd_ms"] and r["rel_err"] is not None
+            if (r["batch"], r["n"]) == (B, n) and ok and math.isfinite(r["rel_err"]):
+                base = r["solver"].split(":")[0] + (" [graph]" if r["mode"] == GRAPH else "")
+                groups.setdefault(base, []).append(
+                    (r["fwd_ms"], max(r["rel_err"], 1e-17), r["solver"])
+                )
+        for base, points in sorted(groups.items()):
+            points.sort()
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            ax.plot(xs, ys, "-" if len(points) > 1 else "", marker="o", markersize=4, label=base)
+            for x, y, label in points:
+                if ":" in label:
+                    ax.annotate(label.split(":", 1)[1], (x, y), fontsize=6)
+        _log_axis(ax, "x", [p[0] for pts in groups.values() for p in pts])
+        _log_axis(ax, "y", [p[1] for pts in groups.values() for p in pts])
+        ax.set_xlabel("forward time (ms)")
+        ax.set_ylabel("relative error")
+        ax.set_title(f"batch {B}, n = {n}")
+        ax.grid(True, which="both", alpha=0.3)
+    if axes:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+
+
+def plot_results(rows: list[dict[str, Any]], out: str | os.PathLike) -> list[Path]:
+    """Write PNG plots into ``out`` for each (op, device, dtype, cond): forward+backward time
+    vs batch size (a panel per n), vs matrix size (a panel per batch size) and forward error
+    vs forward time (a panel per (batch, n)). Needs matplotlib (``eigenflow[bench]``)."""
+    Figure, _ = _matplotlib()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["op"], r["device"], r["dtype"], r["cond"]), []).append(r)
+    multi_cond = len({k[3] for k in groups}) > 1
+    for (op, device, dtype, cond), group in groups.items():
+        tag = f"{op}_{device.replace(':', '')}_{dtype}" + (f"_cond{cond:g}" if multi_cond else "")
+        title = f"{op}, {device}, {dtype}, cond {cond:g}"
+        for name, panel, x in (("time_vs_batch", "n", "batch"), ("time_vs_size", "batch", "n")):
+            path = out / f"{name}_{tag}.png"
+            _line_plot(Figure, group, panel, x, title, path)
+            paths.append(path)
+        path = out / f"error_vs_time_{tag}.png"
+        _error_plot(Figure, group, title, path)
+        paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _csv_list(convert: Callable[[str], Any], allowed: Sequence[str] | None = None) -> Callable:
+    def parse(text: str) -> tuple:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        if allowed is not None:
+            bad = [t for t in items if t not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(
+                    f"{', '.join(map(repr, bad))} not allowed (choose from {', '.join(allowed)})"
+                )
+        try:
+            return tuple(convert(t) for t in items)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _solver_list(text: str) -> tuple[str, ...]:
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected solver names or patterns")
+    return items
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``eigenflow bench`` to ``parser`` (a subparser)."""
+    grid = parser.add_argument_group("grid (defaults: the --quick grid)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="the default grid: sqrt, batch 1,64, size 16,64, float32 "
+        "(about a minute on a 2-core CPU)",
+    )
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help="the issues' grid: sqrt,invsqrt,eigh x batch 1..4096 x size 4..256 x "
+        "float32,float64 (hours on a CPU)",
+    )
+    grid.add_argument(
+        "--solvers",
+        type=_solver_list,
+        default=("*",),
+        metavar="LIST",
+        help="comma-separated fnmatch patterns of registered solvers, or "
+        "NAME:KEY=VALUE[:KEY=VALUE] for a configured variant (default: all); "
+        f"{EIGH_PEER}, {SVD_PEER} and ns always run as peers",
+    )
+    grid.add_argument(
+        "--ops",
+        type=_csv_list(str, OPS),
+        metavar="LIST",
+        help="comma-separated ops: sqrt, invsqrt, eigh (eigh: solvers with eigh)",
+    )
+    grid.add_argument(
+        "--batch",
+        type=_csv_list(int),
+        metavar="LIST",
+        help="comma-separated batch sizes, e.g. 1,64,1024",
+    )
+    grid.add_argument(
+        "--size",
+        type=_csv_list(int),
+        metavar="LIST",
+        help="comma-separated matrix sizes n, e.g. 4,16,64",
+    )
+    grid.add_argument(
+        "--dtype",
+        type=_csv_list(str, tuple(_DTYPES)),
+        metavar="LIST",
+        help="comma-separated dtypes: float32, float64",
+    )
+    grid.add_argument(
+        "--device",
+        type=_csv_list(str),
+        metavar="LIST",
+        help="comma-separated devices: cpu, cuda, cuda:1 (default: cpu, and cuda when available)",
+    )
+    grid.add_argument(
+        "--cond",
+        type=_csv_list(float),
+        metavar="LIST",
+        help="comma-separated condition numbers of the random SPD inputs (default: 1e3)",
+    )
+    timing = parser.add_argument_group("timing")
+    timing.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed repeats per measurement; the median is reported (default 5)",
+    )
+    timing.add_argument(
+        "--warmup", type=int, default=2, help="untimed warm-up calls per measurement (default 2)"
+    )
+    timing.add_argument(
+        "--max-time",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time budget of one measurement; repeats are reduced to fit (default 10)",
+    )
+    timing.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads during the run (default: torch's default)",
+    )
+    timing.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+    timing.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="also capture each solver's forward+backward in a CUDA graph and "
+        "time its replay (CUDA devices; solvers that cannot be captured are "
+        "skipped with a note)",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out",
+        default="eigenflow-bench",
+        metavar="DIR",
+        help="directory for results.csv, results.json and the plots (default ./eigenflow-bench)",
+    )
+    output.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    output.add_argument(
+        "--quiet", action="store_true", help="no progress lines and no summary table"
+    )
+
+
+def spec_from_args(args: argparse.Namespace) -> BenchSpec:
+    """The :class:`BenchSpec` of parsed command-line ``args`` (grid options override the
+    ``--quick``/``--full`` preset)."""
+    preset = FULL_GRID if getattr(args, "full", False) else QUICK_GRID
+    fields: dict[str, Any] = {
+        "solvers": args.solvers,
+        "ops": args.ops or preset["ops"],
+        "batches": args.batch or preset["batches"],
+        "sizes": args.size or preset["sizes"],
+        "dtypes": args.dtype or preset["dtypes"],
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "max_time": args.max_time,
+        "seed": args.seed,
+        "cuda_graph": args.cuda_graph,
+        "threads": getattr(args, "threads", None),
+    }
+    if args.device:
+        fields["devices"] = args.device
+    if args.cond:
+        fields["conds"] = args.cond
+    return BenchSpec(**fields)
+
+
+def main(
+    args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Run ``eigenflow bench`` with parsed ``args``; returns the exit status (0 on success,
+    even when some solvers produced error rows; 2 on a bad option)."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        spec = spec_from_args(args)
+        if not args.no_plots:
+            _matplotlib()  # fail before a long run, not after it
+        contenders = select_contenders(spec.solvers)
+    except EigenflowError as exc:
+        print(f"eigenflow bench: error: {exc}", file=stderr)
+        return 2
+
+    def progress(line: str) -> None:
+        print(line, file=stderr, flush=True)
+
+    if not args.quiet:
+        names = ", ".join(c.label for c in contenders)
+        progress(f"eigenflow bench: {names}")
+    threads = torch.get_num_threads()
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        rows = run_benchmark(spec, progress=None if args.quiet else progress, contenders=contenders)
+    finally:
+        torch.set_num_threads(threads)
+    paths = write_results(rows, args.out, spec=spec)
+    written = [paths["csv"], paths["json"]]
+    if not args.no_plots:
+        written += plot_results(rows, args.out)
+    if not args.quiet:
+        print(format_summary(rows), file=stdout)
+        print("\nwrote " + ", ".join(str(p) for p in written), file=stdout)
+    errors = sum(r["status"] == "error" for r in rows)
+    if errors and not args.quiet:
+        print(f"{errors} measurement(s) failed; see the status and message columns", file=stdout)
+    return 0
