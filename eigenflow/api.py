@@ -14,7 +14,7 @@ from .registry.registry import get_registries
 __all__ = ["create", "eigh", "get", "list", "matrix_invsqrt", "matrix_sqrt", "matrix_sqrt_invsqrt"]
 
 
-def list(  # noqa: A001 - the documented public name
+def list(
     kind: str | None = None, pattern: str | None = None, exclude: Sequence[str] = ()
 ) -> builtins.list[str] | dict[str, builtins.list[str]]:
     """Registered component names.
@@ -96,7 +96,9 @@ def eigh(
     solver = _solver(method, options)
     if not solver.provides_eigh:
         registries = get_registries()
-        able = [n for n in registries["solver"].names() if registries["solver"].get(n).provides_eigh]
+        able = [
+            n for n in registries["solver"].names() if registries["solver"].get(n).provides_eigh
+        ]
         raise NotSupportedError(
             f"solver {method!r} has no eigh; solvers with eigh: {', '.join(able)}"
         )

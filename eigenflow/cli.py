@@ -132,8 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--out", help="output folder")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override an option (VALUE parsed as JSON when possible)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override an option (VALUE parsed as JSON when possible)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_run)
 

@@ -16,8 +16,9 @@ __all__ = ["FLOAT_DTYPES", "check_square", "check_symmetric", "check_tensor", "s
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
-def check_tensor(value: Any, name: str, *, dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES,
-                 min_dims: int = 0) -> torch.Tensor:
+def check_tensor(
+    value: Any, name: str, *, dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES, min_dims: int = 0
+) -> torch.Tensor:
     """Check that ``value`` is a tensor of an allowed dtype with at least ``min_dims`` dims."""
     if not isinstance(value, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")

@@ -168,7 +168,14 @@ def _solver_base() -> type:
 
 
 KINDS: tuple[str, ...] = (
-    "solver", "constraint", "traversal", "model", "layer", "metric", "dataset", "pipeline",
+    "solver",
+    "constraint",
+    "traversal",
+    "model",
+    "layer",
+    "metric",
+    "dataset",
+    "pipeline",
 )
 
 

@@ -196,9 +196,7 @@ class ComponentRef:
             return cls(value, {})
         if isinstance(value, Mapping) and isinstance(value.get("name"), str):
             return cls(value["name"], {k: v for k, v in value.items() if k != "name"})
-        raise ConfigError(
-            f"expected a component name or a table with a 'name' key, got {value!r}"
-        )
+        raise ConfigError(f"expected a component name or a table with a 'name' key, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form ``{"name": ..., **options}``."""
@@ -265,8 +263,7 @@ def validate_options(
         if key not in fields:
             allowed = ", ".join(sorted(fields)) or "(none)"
             errors.append(
-                f"{path}{key}: unknown option{did_you_mean(key, fields)} "
-                f"(allowed: {allowed})"
+                f"{path}{key}: unknown option{did_you_mean(key, fields)} (allowed: {allowed})"
             )
     converted: dict[str, Any] = {}
     for name, field in fields.items():
@@ -297,7 +294,7 @@ def validate_options(
 
 def _strip_option_prefix(message: str, name: str) -> str:
     prefix = f"option {name!r} = "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def describe_config(config_cls: type) -> list[dict[str, Any]]:
@@ -314,7 +311,11 @@ def describe_config(config_cls: type) -> list[dict[str, Any]]:
             default = default.name
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         rows.append(
-            {"name": f.name, "type": type_name, "default": default,
-             "help": f.metadata.get("help", "")}
+            {
+                "name": f.name,
+                "type": type_name,
+                "default": default,
+                "help": f.metadata.get("help", ""),
+            }
         )
     return rows

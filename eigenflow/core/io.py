@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "load_weights"]
+__all__ = ["atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "load_weights"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -62,7 +62,9 @@ class _EighWithRule(torch.autograd.Function):
         return grad_A, None
 
 
-def eigh_with_rule(A: torch.Tensor, rule: GradientRule = exact_rule) -> tuple[torch.Tensor, torch.Tensor]:
+def eigh_with_rule(
+    A: torch.Tensor, rule: GradientRule = exact_rule
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable ``eigh`` of symmetric ``A (..., n, n)`` with backward rule ``rule``.
 
     Returns eigenvalues ascending ``(..., n)`` and eigenvectors as columns ``(..., n, n)``.

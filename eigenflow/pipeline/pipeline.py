@@ -85,8 +85,15 @@ class Pipeline:
     the JSON-serialisable summary (also written to ``<out>/summary.json``).
     """
 
-    def __init__(self, stages: list[Stage], *, seed: int = 0, device: str | None = None,
-                 out: str | None = None, spec: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        stages: list[Stage],
+        *,
+        seed: int = 0,
+        device: str | None = None,
+        out: str | None = None,
+        spec: dict[str, Any] | None = None,
+    ):
         self.stages = stages
         self.seed = seed
         self.device = device
@@ -94,8 +101,9 @@ class Pipeline:
         self.spec = spec or {}
 
     @classmethod
-    def from_config(cls, source: Mapping[str, Any] | str | os.PathLike, /,
-                    **overrides: Any) -> Pipeline:
+    def from_config(
+        cls, source: Mapping[str, Any] | str | os.PathLike, /, **overrides: Any
+    ) -> Pipeline:
         """Validate ``source`` (dict or TOML/JSON path) and build the pipeline.
 
         ``overrides`` replace top-level keys (for the single-stage form, pipeline options).
@@ -115,8 +123,13 @@ class Pipeline:
             raise PipelineSpecError(errors)
         return cls(stages, spec=spec, **run)
 
-    def run(self, out: str | os.PathLike | None = None, device: str | None = None,
-            *, quiet: bool = False) -> dict[str, Any]:
+    def run(
+        self,
+        out: str | os.PathLike | None = None,
+        device: str | None = None,
+        *,
+        quiet: bool = False,
+    ) -> dict[str, Any]:
         """Run every stage; returns ``{"pipeline": ..., "stages": [...], "out": ...}``."""
         out_dir = Path(out or self.out or _default_out_dir(self))
         device_obj = _resolve_device(device or self.device)
@@ -130,14 +143,20 @@ class Pipeline:
             ctx.log(f"[eigenflow] stage {i}: pipeline {stage.name!r} -> {stage_dir}")
             start = time.perf_counter()
             result = stage.cls(stage.config).run(ctx)
-            results.append({
-                "pipeline": stage.name,
-                "options": _jsonable(attrs.asdict(stage.config, recurse=False)),
-                "seconds": round(time.perf_counter() - start, 3),
-                "result": _jsonable(result),
-            })
-        summary = {"out": str(out_dir), "device": str(device_obj), "seed": self.seed,
-                   "stages": results}
+            results.append(
+                {
+                    "pipeline": stage.name,
+                    "options": _jsonable(attrs.asdict(stage.config, recurse=False)),
+                    "seconds": round(time.perf_counter() - start, 3),
+                    "result": _jsonable(result),
+                }
+            )
+        summary = {
+            "out": str(out_dir),
+            "device": str(device_obj),
+            "seed": self.seed,
+            "stages": results,
+        }
         atomic_write_json(out_dir / "summary.json", summary)
         return summary
 
@@ -165,8 +184,9 @@ def _stage_specs(spec: dict[str, Any], errors: list[str]) -> list[tuple[str, dic
                 continue
             out.append((f"stages[{i}].", dict(stage)))
         extra = sorted(set(spec) - {"stages", *RUN_KEYS})
-        errors.extend(f"{k}: unknown top-level key (allowed: stages, {', '.join(RUN_KEYS)})"
-                      for k in extra)
+        errors.extend(
+            f"{k}: unknown top-level key (allowed: stages, {', '.join(RUN_KEYS)})" for k in extra
+        )
         return out
     if has_single:
         return [("", {k: v for k, v in spec.items() if k not in RUN_KEYS})]
@@ -249,5 +269,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     return value
-
-

@@ -32,7 +32,8 @@ class CovarianceTexturesConfig:
     size: int = option(8, validator=integer(2), help="images are size x size pixels")
     samples: int = option(1024, validator=integer(1), help="number of images")
     correlation: float = option(
-        0.6, validator=floating(0.0, 1.0, max_open=True),
+        0.6,
+        validator=floating(0.0, 1.0, max_open=True),
         help="strength of the class-specific channel correlations",
     )
     seed: int = option(0, validator=integer(0), help="generation seed")
@@ -47,7 +48,9 @@ def _class_correlation_factors(cfg: CovarianceTexturesConfig, gen: torch.Generat
     k, c = cfg.num_classes, cfg.channels
     dirs = torch.randn(k, c, 2, generator=gen, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    corr = cfg.correlation * (dirs @ dirs.mT) + (1 - cfg.correlation) * torch.eye(c, dtype=torch.float64)
+    corr = cfg.correlation * (dirs @ dirs.mT) + (1 - cfg.correlation) * torch.eye(
+        c, dtype=torch.float64
+    )
     return torch.linalg.cholesky(corr)
 
 
@@ -99,10 +102,13 @@ class GCPConfig:
     batch_size: int = option(64, validator=integer(1), help="mini-batch size")
     lr: float = option(1e-2, validator=floating(0.0, min_open=True), help="Adam learning rate")
     test_fraction: float = option(
-        0.25, validator=floating(0.0, 1.0, min_open=True, max_open=True),
+        0.25,
+        validator=floating(0.0, 1.0, min_open=True, max_open=True),
         help="fraction of the data held out for testing",
     )
-    baseline: bool = option(True, validator=boolean(), help="also train the average-pooling baseline")
+    baseline: bool = option(
+        True, validator=boolean(), help="also train the average-pooling baseline"
+    )
 
 
 class _Classifier(nn.Module):
@@ -141,13 +147,20 @@ class GCPPipeline(PipelineBase):
         n_test = max(1, math.floor(cfg.test_fraction * len(labels)))
         train = (images[n_test:], labels[n_test:])
         test = (images[:n_test], labels[:n_test])
-        models = {"gcp": registries["layer"].create(
-            "covariance-pooling", solver=cfg.solver.to_dict(), post_norm="trace")}
+        models = {
+            "gcp": registries["layer"].create(
+                "covariance-pooling", solver=cfg.solver.to_dict(), post_norm="trace"
+            )
+        }
         if cfg.baseline:
             models["avgpool"] = None
         history: list[tuple[int, str, float]] = []
-        result: dict[str, Any] = {"solver": cfg.solver.name, "num_classes": num_classes,
-                                  "train_size": len(train[1]), "test_size": n_test}
+        result: dict[str, Any] = {
+            "solver": cfg.solver.name,
+            "num_classes": num_classes,
+            "train_size": len(train[1]),
+            "test_size": n_test,
+        }
         for label, head in models.items():
             gen = torch.Generator().manual_seed(ctx.seed)
             torch.manual_seed(ctx.seed)
@@ -167,8 +180,14 @@ class GCPPipeline(PipelineBase):
         return result
 
 
-def _train(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: GCPConfig,
-           gen: torch.Generator, ctx: RunContext, label: str) -> list[float]:
+def _train(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    cfg: GCPConfig,
+    gen: torch.Generator,
+    ctx: RunContext,
+    label: str,
+) -> list[float]:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y = train
     losses = []

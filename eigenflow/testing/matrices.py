@@ -7,8 +7,9 @@ import torch
 __all__ = ["random_orthogonal", "random_spd", "reference_sqrt_invsqrt", "spd_from_eigenvalues"]
 
 
-def random_orthogonal(*shape: int, dtype: torch.dtype = torch.float64,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def random_orthogonal(
+    *shape: int, dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Haar-distributed orthogonal matrices of shape ``(*batch, n, n)`` (QR with sign fix)."""
     G = torch.randn(*shape, dtype=torch.float64, generator=generator)
     Q, R = torch.linalg.qr(G)
@@ -16,8 +17,11 @@ def random_orthogonal(*shape: int, dtype: torch.dtype = torch.float64,
     return Q.to(dtype)
 
 
-def spd_from_eigenvalues(eigenvalues: torch.Tensor, generator: torch.Generator | None = None,
-                         dtype: torch.dtype | None = None) -> torch.Tensor:
+def spd_from_eigenvalues(
+    eigenvalues: torch.Tensor,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """``U diag(eigenvalues) U^T`` with a random orthogonal ``U``; eigenvalues ``(..., n)``."""
     n = eigenvalues.shape[-1]
     U = random_orthogonal(*eigenvalues.shape[:-1], n, n, generator=generator)
@@ -26,8 +30,14 @@ def spd_from_eigenvalues(eigenvalues: torch.Tensor, generator: torch.Generator |
     return A.to(dtype or eigenvalues.dtype)
 
 
-def random_spd(n: int, *batch: int, cond: float = 10.0, dtype: torch.dtype = torch.float64,
-               seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+def random_spd(
+    n: int,
+    *batch: int,
+    cond: float = 10.0,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    scale: float = 1.0,
+) -> torch.Tensor:
     """Random symmetric positive-definite matrices ``(*batch, n, n)`` with condition number
     ``cond`` (eigenvalues log-spaced from ``scale/cond`` to ``scale``), built in float64."""
     gen = torch.Generator().manual_seed(seed)

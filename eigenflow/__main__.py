@@ -1,0 +1,7 @@
+"""``python -m eigenflow``: the console script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
