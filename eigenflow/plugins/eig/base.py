@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import torch
 
+from ...core.config import floating, option, optional
 from ...core.solver import Solver
 from ...core.spectral import (
     GradientRule,
@@ -17,7 +18,40 @@ from ...core.spectral import (
     function_of_eigenpairs,
 )
 
-__all__ = ["EighSolver", "canonical_signs"]
+__all__ = ["EighSolver", "canonical_signs", "eps_option", "gate_gradient"]
+
+
+def eps_option() -> float | None:
+    """The ``eps`` config field shared by the eigendecomposition solvers."""
+    return option(
+        None,
+        validator=optional(floating(0.0, 1.0)),
+        help="relative eigenvalue floor eps * lambda_max for sqrt/invsqrt and the gradient "
+        "rule (None: the dtype's machine epsilon; 0: no floor for sqrt/invsqrt)",
+    )
+
+
+class _GateGradient(torch.autograd.Function):
+    """Identity forward; the backward multiplies the incoming gradient by ``mask``."""
+
+    @staticmethod
+    def forward(ctx, X: torch.Tensor, mask: torch.Tensor):  # type: ignore[override]
+        ctx.save_for_backward(mask)
+        return X.view_as(X)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+def gate_gradient(X: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``X`` unchanged, with its gradient multiplied by ``mask`` (broadcast to ``X``).
+
+    Used to let only some eigenpairs carry gradient (SVD-PI, SVD-TopN): ``mask`` of shape
+    ``(..., n)`` gates eigenvalues, ``(..., 1, n)`` gates eigenvector columns.
+    """
+    return _GateGradient.apply(X, mask.to(X.dtype))
 
 
 def canonical_signs(V: torch.Tensor) -> torch.Tensor:
@@ -35,9 +69,10 @@ class EighSolver(Solver):
     """A solver whose forward is ``torch.linalg.eigh`` and whose backward uses
     :meth:`gradient_rule` for the ``F``/``K`` matrix of Eq. 3.6.
 
-    Subclasses override :meth:`gradient_rule` (and may override :meth:`_eigenpairs` to change
-    what the forward keeps, e.g. SVD-TopN). Config fields used here: ``eps`` (relative
-    eigenvalue floor for the matrix functions; ``None`` means the dtype's machine epsilon).
+    Subclasses override :meth:`gradient_rule` and, to let only some eigenpairs carry gradient
+    (SVD-PI, SVD-TopN), :meth:`gradient_mask`. The forward is always the exact ``eigh``.
+    Config fields used here: ``eps`` (relative eigenvalue floor for the matrix functions;
+    ``None`` means the dtype's machine epsilon).
     """
 
     provides_eigh: ClassVar[bool] = True
@@ -46,16 +81,30 @@ class EighSolver(Solver):
         """``F (..., n, n)`` from eigenvalues ``(..., n)``; the exact rule by default."""
         return exact_rule(L)
 
+    def gradient_mask(self, L: torch.Tensor) -> torch.Tensor | None:
+        """Which eigenpairs carry gradient: ``None`` (all, the default) or a ``(..., n)``
+        0/1 tensor; eigenvalues and eigenvector columns with 0 get no gradient."""
+        return None
+
     def _rule(self) -> GradientRule:
         return self.gradient_rule
 
-    def _eigh(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decompose(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``eigh`` with this solver's backward rule and gradient mask."""
         L, V = eigh_with_rule(A, self._rule())
+        mask = self.gradient_mask(L.detach())
+        if mask is not None:
+            L = gate_gradient(L, mask)
+            V = gate_gradient(V, mask.unsqueeze(-2))
+        return L, V
+
+    def _eigh(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        L, V = self._decompose(A)
         return L, canonical_signs(V)
 
     def _eigenpairs(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eigenpairs used for the matrix functions (floored eigenvalues)."""
-        L, V = eigh_with_rule(A, self._rule())
+        L, V = self._decompose(A)
         eps = self.config.eps
         return eigenvalue_floor(L, torch.finfo(A.dtype).eps if eps is None else eps), V
 

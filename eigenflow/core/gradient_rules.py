@@ -1,0 +1,159 @@
+"""Smoothed gradient rules for the eigendecomposition backward (thesis 000, Sec. 3.3).
+
+A rule maps eigenvalues ``L (..., n)``, ascending, to ``F (..., n, n)``, the stand-in for
+``F_ij = 1/(lambda_j - lambda_i)`` (``i != j``) used by
+:func:`eigenflow.core.spectral.eigh_with_rule`.
+``F`` is the transpose of the thesis's ``K`` (``K_ij = 1/(lambda_i - lambda_j)``, Eq. 3.6);
+the thesis sorts eigenvalues in descending order, eigenflow in ascending order, so the
+thesis's upper triangle (``j > i``, ``lambda_j <= lambda_i``) is eigenflow's upper triangle of
+``F`` with the roles of ``i`` and ``j`` exchanged. Every rule here computes the upper triangle
+``j > i`` (where ``lambda_j >= lambda_i``) and fills the lower one by skew-symmetry.
+
+The ratio rules (Taylor, Padé, power iteration) write, for ``j > i``,
+``1/(lambda_j - lambda_i) = (1/lambda_j) f(lambda_i/lambda_j)``, ``f(x) = 1/(1-x)``
+(Eq. 3.11), with ``x`` in ``[0, 1]``. They need a non-negative spectrum: eigenvalues are
+shifted by ``min(lambda_min, 0)`` (differences are unchanged; PSD input is not shifted) and
+floored at ``eps * max(mu)`` (and at ``sqrt(tiny)``), so ``1/lambda_j`` stays finite on
+singular input. All rules are plain tensor code: batched, device-agnostic, no host syncs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .rational import geometric_pade, geometric_taylor
+
+__all__ = [
+    "clip_rule",
+    "default_eps",
+    "pade_bound",
+    "pade_rule",
+    "power_iteration_rule",
+    "ratio_spectrum",
+    "skew_from_upper",
+    "taylor_rule",
+    "topn_rule",
+    "truncation_rule",
+]
+
+
+def default_eps(dtype: torch.dtype, eps: float | None) -> float:
+    """``eps`` or, when ``None``, the machine epsilon of ``dtype``."""
+    return torch.finfo(dtype).eps if eps is None else eps
+
+
+def skew_from_upper(U: torch.Tensor) -> torch.Tensor:
+    """``T - T^T`` with ``T`` the strict upper triangle of ``U (..., n, n)``."""
+    T = torch.triu(U, diagonal=1)
+    return T - T.mT
+
+
+def ratio_spectrum(L: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+    """Non-negative, floored eigenvalues ``mu (..., n)`` used by the ratio rules.
+
+    ``mu = max(L - min(lambda_min, 0), floor)`` with ``floor = max(eps * max(mu), sqrt(tiny))``
+    per matrix (``eps=None``: the dtype's machine epsilon). Order is preserved.
+    """
+    e = default_eps(L.dtype, eps)
+    mu = L - L.amin(dim=-1, keepdim=True).clamp_max(0.0)
+    floor = (e * mu.amax(dim=-1, keepdim=True)).clamp_min(math.sqrt(torch.finfo(L.dtype).tiny))
+    return torch.maximum(mu, floor)
+
+
+def _ratios(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each pair ``(i, j)``: ``x = mu_i/mu_j``, ``y = (mu_j - mu_i)/mu_j`` (accurate near
+    ``x = 1``) and ``1/mu_j``; valid (in ``[0, 1]``) on the upper triangle, clamped elsewhere."""
+    small = mu.unsqueeze(-1)
+    large = mu.unsqueeze(-2)
+    inv = 1.0 / large
+    x = (small * inv).clamp(0.0, 1.0)
+    y = ((large - small) * inv).clamp(0.0, 1.0)
+    return x, y, inv.expand_as(x)
+
+
+def taylor_rule(L: torch.Tensor, degree: int = 100, eps: float | None = None) -> torch.Tensor:
+    """SVD-Taylor (Eq. 3.11-3.13): ``F_ij = (1/mu_j) sum_{k=0}^{degree} (mu_i/mu_j)^k``.
+
+    Bounded by ``(degree + 1)/mu_j`` (Table 3.2), attained at ``mu_i = mu_j``.
+    """
+    x, _, inv = _ratios(ratio_spectrum(L, eps))
+    return skew_from_upper(inv * geometric_taylor(x.contiguous(), degree))
+
+
+def pade_bound(dtype: torch.dtype, bound: float | None) -> float:
+    """``bound`` or, when ``None``, ``1/eps`` of ``dtype`` (pole shift of one unit roundoff)."""
+    return 1.0 / torch.finfo(dtype).eps if bound is None else float(bound)
+
+
+def pade_rule(
+    L: torch.Tensor, degree: int = 100, bound: float | None = None, eps: float | None = None
+) -> torch.Tensor:
+    """SVD-Padé (Eq. 3.14-3.18): ``F_ij = (1/mu_j) r(mu_i/mu_j)`` with ``r`` the regularised
+    diagonal Padé approximant of ``1/(1-x)`` of total degree ``degree`` whose maximum on
+    ``[0, 1]`` is ``bound`` (:func:`eigenflow.core.rational.geometric_pade`).
+
+    ``|F_ij| <= bound/mu_j`` (Table 3.2), attained at ``mu_i = mu_j``.
+    """
+    r = geometric_pade(degree, pade_bound(L.dtype, bound))
+    x, y, inv = _ratios(ratio_spectrum(L, eps))
+    return skew_from_upper(inv * r(x.contiguous(), y.contiguous()))
+
+
+def truncation_rule(L: torch.Tensor, threshold: float = 1e10) -> torch.Tensor:
+    """SVD-Trunc (Eq. 3.9): ``F_ij = 1/(lambda_j - lambda_i)`` truncated to ``[-T, T]``.
+
+    Computed as ``1/max(lambda_j - lambda_i, 1/T)`` on the upper triangle, so it never forms
+    ``1/0``; ``|F_ij| <= T`` (Table 3.2), attained when ``|lambda_i - lambda_j| <= 1/T``.
+    """
+    gap = L.unsqueeze(-2) - L.unsqueeze(-1)
+    return skew_from_upper(1.0 / gap.clamp_min(1.0 / threshold))
+
+
+def clip_rule(L: torch.Tensor, max_value: float = 1e6) -> torch.Tensor:
+    """SVD-Clip: ``F_ij = 1/(lambda_j - lambda_i)`` clipped to ``max_value / max|lambda|``.
+
+    The clipping level is relative to each matrix's spectral radius, so the rule is scale
+    invariant (unlike SVD-Trunc's absolute ``T``): eigenvalue gaps below
+    ``max|lambda| / max_value`` are treated as that gap.
+    """
+    tiny = math.sqrt(torch.finfo(L.dtype).tiny)
+    scale = L.abs().amax(dim=-1, keepdim=True).clamp_min(tiny).unsqueeze(-1)
+    gap = L.unsqueeze(-2) - L.unsqueeze(-1)
+    return skew_from_upper(1.0 / torch.maximum(gap, scale / max_value))
+
+
+def topn_rule(L: torch.Tensor, keep: int, eps: float | None = None) -> torch.Tensor:
+    """SVD-TopN (Eq. 3.8): ``F`` of ``diag(lambda_1, ..., lambda_N, 0, ..., 0)`` (the ``keep``
+    largest eigenvalues kept, the others set to 0).
+
+    ``F_ij = 1/(lhat_j - lhat_i)`` on the upper triangle, with ``0`` where ``lhat_j = lhat_i``
+    (between discarded eigenvalues, and at exact ties of kept ones). Kept eigenvalues are
+    floored like :func:`ratio_spectrum`, so a kept/discarded pair gives ``1/lambda_j <=
+    1/lambda_N`` (Table 3.2). Near-ties among kept eigenvalues keep the exact, large value.
+    """
+    n = L.shape[-1]
+    kept = torch.arange(n, device=L.device) >= n - keep
+    lhat = torch.where(kept, ratio_spectrum(L, eps), torch.zeros_like(L))
+    gap = lhat.unsqueeze(-2) - lhat.unsqueeze(-1)
+    safe = torch.where(gap > 0, gap, torch.ones_like(gap))
+    return skew_from_upper(torch.where(gap > 0, 1.0 / safe, torch.zeros_like(gap)))
+
+
+def power_iteration_rule(
+    L: torch.Tensor, iterations: int = 20, eps: float | None = None
+) -> torch.Tensor:
+    """SVD-PI (Eq. 3.10): the coupling of the dominant eigenvector only.
+
+    ``F_(i, n-1) = (1/mu_(n-1)) sum_{k=0}^{iterations} (mu_i/mu_(n-1))^k``: ``iterations``
+    steps of power iteration applied to ``(I - u_1 u_1^T)`` give this truncated Neumann series
+    of ``(lambda_1 I - A)^+``. All other entries are 0. Bounded by
+    ``(iterations + 1)/lambda_1``.
+    """
+    mu = ratio_spectrum(L, eps)
+    top = mu[..., -1:]
+    column = geometric_taylor((mu / top).clamp(0.0, 1.0).contiguous(), iterations) / top
+    U = torch.zeros(*L.shape, L.shape[-1], dtype=L.dtype, device=L.device)
+    U[..., :, -1] = column
+    return skew_from_upper(U)

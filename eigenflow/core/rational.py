@@ -1,0 +1,290 @@
+"""Taylor polynomials and (regularised) Padé approximants of ``f(x) = 1/(1 - x)`` on ``[0, 1]``.
+
+These are the scalar approximations behind the smoothed eigendecomposition gradients of
+thesis 000, Sec. 3.3 (SVD-Taylor, Eq. 3.11-3.13; SVD-Padé, Eq. 3.14-3.18). Coefficients are
+derived in exact rational arithmetic (:class:`fractions.Fraction`) for any degree.
+
+Why the Padé approximant needs regularising
+-------------------------------------------
+The Padé equations (Eq. 3.16) of the geometric series ``a_k = 1`` are degenerate: ``1/(1-x)``
+is itself the rational function ``[0/1]``, so the ``n`` equations fixing the denominator
+coefficients ``q_1..q_n`` all read ``1 + q_1 + ... + q_n = 0`` (rank one), and every exact
+solution has ``Q(1) = 0``: the pole at ``x = 1`` comes straight back. The approximants in the
+thesis are finite at ``x = 1`` only because the singular system was solved in 20-digit
+floating point (Table 3.2's ``6.00e36 = 1.33e21 / EPS`` is that rounding).
+
+eigenflow makes that well defined with a Tikhonov-regularised (damped least-squares) solve of
+the denominator equations, :func:`pade_coefficients` with ``damping = mu > 0``:
+
+``q = argmin ||C q - b||^2 + mu ||q||^2``,  ``C_kl = a_(m+k-l)``, ``b_k = -a_(m+k)``,
+
+followed by the numerator equations of Eq. 3.16 unchanged. For the geometric series with
+``m >= n - 1`` this has a closed form (:func:`geometric_pade`): ``q_l = -t`` with
+``t = n/(n^2 + mu)``, ``gamma = Q(1) = mu/(n^2 + mu) > 0``, and
+
+``r(x) = P(x)/Q(x) = 1/(1-x) - gamma x^(m+1) / ((1-x) Q(x))``.
+
+So ``r`` matches the series exactly up to order ``m`` and up to order ``m+n`` with residual
+``gamma``; ``Q`` decreases from 1 to ``gamma`` on ``[0, 1]`` and ``P`` has positive coefficients,
+hence ``r`` is positive, increasing and bounded on ``[0, 1]`` by ``r(1) = P(1)/gamma``. Near
+``x = 1`` it behaves like ``1/(1 + delta - x)`` with ``delta ~ 1/r(1)``: the pole moves just
+outside ``[0, 1]``. The damping is chosen from the wanted bound ``B = r(1)``.
+
+Stable evaluation
+-----------------
+``gamma`` is tiny (``~ (n+1)/(2B)``), far below the rounding of the power-basis coefficients, so
+``Q`` must not be evaluated as ``1 + sum q_l x^l`` near ``x = 1``. :class:`RationalApproximant`
+keeps both polynomials in two bases, powers of ``x`` (used for ``x <= split``) and powers of
+``y = 1 - x`` (used above), where the constant term ``Q(1) = gamma`` is stored exactly; the
+caller passes ``y`` computed without cancellation (for eigenvalues, ``(l_j - l_i)/l_j``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+from functools import lru_cache
+
+import attrs
+import torch
+
+__all__ = [
+    "RationalApproximant",
+    "geometric_pade",
+    "geometric_taylor",
+    "horner",
+    "pade_coefficients",
+    "shift_to_one",
+]
+
+
+def _frac(value: int | float | Fraction) -> Fraction:
+    return value if isinstance(value, Fraction) else Fraction(value)
+
+
+def _solve_exact(matrix: list[list[Fraction]], rhs: list[Fraction]) -> list[Fraction]:
+    """Solve ``matrix @ x = rhs`` exactly by Gaussian elimination; ``ValueError`` if singular."""
+    size = len(rhs)
+    rows = [[*row, b] for row, b in zip(matrix, rhs)]
+    for col in range(size):
+        pivot = next((r for r in range(col, size) if rows[r][col] != 0), None)
+        if pivot is None:
+            raise ValueError("singular linear system")
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        inv = 1 / rows[col][col]
+        for r in range(col + 1, size):
+            factor = rows[r][col] * inv
+            if factor:
+                rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col])]
+    x = [Fraction(0)] * size
+    for r in range(size - 1, -1, -1):
+        acc = rows[r][size] - sum(rows[r][c] * x[c] for c in range(r + 1, size))
+        x[r] = acc / rows[r][r]
+    return x
+
+
+def pade_coefficients(
+    series: Sequence[int | float | Fraction], m: int, n: int, damping: int | float | Fraction = 0
+) -> tuple[tuple[Fraction, ...], tuple[Fraction, ...]]:
+    """``[m/n]`` Padé coefficients of a power series by the linear equations of Eq. 3.16.
+
+    Parameters
+    ----------
+    series
+        Coefficients ``a_0, a_1, ...`` of ``A(x) = sum a_k x^k``; at least ``m + n + 1`` of them.
+    m, n
+        Numerator and denominator degrees.
+    damping
+        ``0``: solve the ``n`` denominator equations exactly (``ValueError`` when they are
+        singular, as for the geometric series). ``mu > 0``: Tikhonov-regularised solve
+        ``(C^T C + mu I) q = C^T b`` (see the module docstring).
+
+    Returns
+    -------
+    (p, q)
+        Exact coefficients of ``P(x) = sum p_k x^k`` (``m + 1`` of them) and
+        ``Q(x) = sum q_k x^k`` with ``q_0 = 1`` (``n + 1`` of them), Eq. 3.14.
+    """
+    if m < 0 or n < 0:
+        raise ValueError(f"Padé degrees must be >= 0, got [{m}/{n}]")
+    if len(series) < m + n + 1:
+        raise ValueError(f"[{m}/{n}] needs {m + n + 1} series coefficients, got {len(series)}")
+    a = [_frac(v) for v in series]
+
+    def coef(k: int) -> Fraction:
+        return a[k] if k >= 0 else Fraction(0)
+
+    C = [[coef(m + k - l) for l in range(1, n + 1)] for k in range(1, n + 1)]
+    b = [-coef(m + k) for k in range(1, n + 1)]
+    mu = _frac(damping)
+    if mu < 0:
+        raise ValueError(f"damping must be >= 0, got {damping}")
+    if n == 0:
+        tail: list[Fraction] = []
+    elif mu == 0:
+        try:
+            tail = _solve_exact(C, b)
+        except ValueError:
+            raise ValueError(
+                f"the [{m}/{n}] Padé equations (Eq. 3.16) of this series are singular; "
+                "pass damping > 0 for the regularised solution"
+            ) from None
+    else:
+        # Normal equations on integers (scaled by the common denominator D of the series):
+        # (C'^T C' + mu D^2 I) q = C'^T b' with C' = D C, b' = D b.
+        D = math.lcm(*(v.denominator for v in a[: m + n + 1]))
+        Ci = [[int(v * D) for v in row] for row in C]
+        bi = [int(v * D) for v in b]
+        shift = mu * D * D
+        CtC = [
+            [
+                sum(Ci[k][i] * Ci[k][j] for k in range(n)) + (shift if i == j else 0)
+                for j in range(n)
+            ]
+            for i in range(n)
+        ]
+        Ctb = [sum(Ci[k][i] * bi[k] for k in range(n)) for i in range(n)]
+        tail = _solve_exact(CtC, Ctb)
+    q = (Fraction(1), *tail)
+    p = tuple(sum(coef(k - l) * q[l] for l in range(min(k, n) + 1)) for k in range(m + 1))
+    return p, q
+
+
+def shift_to_one(coeffs: Sequence[Fraction]) -> tuple[Fraction, ...]:
+    """Coefficients in ``y = 1 - x`` of the polynomial ``sum c_k x^k`` (exact)."""
+    deg = len(coeffs) - 1
+    return tuple(
+        (-1) ** k * sum(coeffs[j] * math.comb(j, k) for j in range(k, deg + 1))
+        for k in range(deg + 1)
+    )
+
+
+def _eval_exact(coeffs: Sequence[Fraction], x: Fraction) -> Fraction:
+    acc = Fraction(0)
+    for c in reversed(coeffs):
+        acc = acc * x + c
+    return acc
+
+
+def horner(coeffs: Sequence[float], x: torch.Tensor) -> torch.Tensor:
+    """``sum_k coeffs[k] x^k`` elementwise (Horner; coefficients are Python floats)."""
+    acc = torch.full_like(x, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = acc.mul_(x).add_(c)
+    return acc
+
+
+@attrs.frozen
+class RationalApproximant:
+    """``r = P/Q`` on ``[0, 1]``, evaluated in powers of ``x`` for ``x <= split`` and in powers
+    of ``y = 1 - x`` above (stable near the pole-free end ``x = 1``).
+
+    Attributes hold the exact coefficients (``p``, ``q`` in ``x``); ``*_x``/``*_y`` are the
+    float coefficients used for evaluation.
+    """
+
+    p: tuple[Fraction, ...]
+    q: tuple[Fraction, ...]
+    split: float
+    p_x: tuple[float, ...]
+    q_x: tuple[float, ...]
+    p_y: tuple[float, ...]
+    q_y: tuple[float, ...]
+
+    @classmethod
+    def from_exact(
+        cls, p: Sequence[Fraction], q: Sequence[Fraction], split: float | None = None
+    ) -> RationalApproximant:
+        p, q = tuple(p), tuple(q)
+        py, qy = shift_to_one(p), shift_to_one(q)
+        if split is None:
+            split = _choose_split(p, q, py, qy)
+        return cls(
+            p=p,
+            q=q,
+            split=split,
+            p_x=tuple(float(c) for c in p),
+            q_x=tuple(float(c) for c in q),
+            p_y=tuple(float(c) for c in py),
+            q_y=tuple(float(c) for c in qy),
+        )
+
+    def exact(self, x: Fraction | float) -> Fraction:
+        """``r(x)`` in exact arithmetic (the reference for tests)."""
+        xf = _frac(x)
+        return _eval_exact(self.p, xf) / _eval_exact(self.q, xf)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``r(x)`` for ``x`` in ``[0, 1]``; pass ``y = 1 - x`` when it is known more
+        accurately than ``1 - x`` (it is, for eigenvalue ratios)."""
+        if y is None:
+            y = 1.0 - x
+        low = horner(self.p_x, x) / horner(self.q_x, x)
+        high = horner(self.p_y, y) / horner(self.q_y, y)
+        return torch.where(x <= self.split, low, high)
+
+
+def _running_bound(coeffs: Sequence[Fraction], value: Fraction, t: Fraction) -> float:
+    """``sum |c_k| t^k / |value|``: the relative rounding amplification of Horner."""
+    total = sum(abs(c) * t**k for k, c in enumerate(coeffs))
+    return float(total / abs(value)) if value != 0 else math.inf
+
+
+def _choose_split(
+    p: tuple[Fraction, ...],
+    q: tuple[Fraction, ...],
+    py: tuple[Fraction, ...],
+    qy: tuple[Fraction, ...],
+) -> float:
+    """The grid point of ``[0, 1]`` that minimises the worse of the two bases' rounding
+    amplification on its side (each measured at the split, where it is largest)."""
+    best, best_cost = 0.5, math.inf
+    for i in range(1, 40):
+        s = Fraction(i, 40)
+        P, Q = _eval_exact(p, s), _eval_exact(q, s)
+        cost_x = _running_bound(p, P, s) + _running_bound(q, Q, s)
+        cost_y = _running_bound(py, P, 1 - s) + _running_bound(qy, Q, 1 - s)
+        cost = max(cost_x, cost_y)
+        if cost < best_cost:
+            best, best_cost = float(s), cost
+    return best
+
+
+def _pade_degrees(degree: int) -> tuple[int, int]:
+    """Diagonal split of a total degree ``m + n``: ``[d/d]`` or ``[d+1/d]`` (Eq. 3.18)."""
+    n = degree // 2
+    return degree - n, n
+
+
+def geometric_damping(m: int, n: int, bound: float) -> Fraction:
+    """Tikhonov damping ``mu`` for which the regularised ``[m/n]`` approximant of
+    ``1/(1-x)`` has maximum ``r(1) = bound`` on ``[0, 1]`` (needs ``m >= n - 1``).
+
+    From ``r(1) = P(1)/gamma`` with ``P(1) = (n+1)/2 + gamma((n-1)/2 + m + 1 - n)``:
+    ``gamma = (n+1)/(2 bound - (2m - n + 1))`` and ``mu = n^2 gamma/(1 - gamma)``.
+    """
+    B = Fraction(bound)
+    gamma = Fraction(n + 1) / (2 * B - (2 * m - n + 1))
+    if not 0 < gamma < 1:
+        raise ValueError(f"bound must exceed m + 1 = {m + 1} (the Taylor maximum), got {bound}")
+    return n * n * gamma / (1 - gamma)
+
+
+@lru_cache(maxsize=64)
+def geometric_pade(degree: int, bound: float) -> RationalApproximant:
+    """Regularised diagonal Padé approximant of total degree ``degree`` (``[m/n]`` with
+    ``m + n = degree``, ``m - n`` in ``{0, 1}``) of ``1/(1 - x)``, bounded by ``bound`` on
+    ``[0, 1]`` (attained at ``x = 1``). See the module docstring for the construction.
+    """
+    if degree < 1:
+        raise ValueError(f"degree must be >= 1, got {degree}")
+    m, n = _pade_degrees(degree)
+    mu = geometric_damping(m, n, bound)
+    p, q = pade_coefficients([1] * (m + n + 1), m, n, damping=mu)
+    return RationalApproximant.from_exact(p, q)
+
+
+def geometric_taylor(x: torch.Tensor, degree: int) -> torch.Tensor:
+    """Truncated geometric series ``sum_{k=0}^{degree} x^k`` (Eq. 3.12), by Horner."""
+    return horner([1.0] * (degree + 1), x)
