@@ -107,31 +107,39 @@ class CovariancePoolingConfig:
         "(B, N, C) as in a vision transformer",
     )
     cls_token: bool = option(
-        False, validator=boolean(),
+        False,
+        validator=boolean(),
         help="tokens layout: the first token is a class token c, kept apart (So-ViT, Eq. 2.48)",
     )
     in_channels: int | None = option(
-        None, validator=optional(integer(1)),
+        None,
+        validator=optional(integer(1)),
         help="feature channels C (needed with reduce_dim or num_classes)",
     )
     reduce_dim: int | None = option(
-        None, validator=optional(integer(1)),
+        None,
+        validator=optional(integer(1)),
         help="reduce C to this many channels by a learned linear map before pooling "
         "(iSQRT-COV uses 256)",
     )
     post_norm: str = option(
-        "none", validator=one_of(["none", "trace", "frobenius"]),
+        "none",
+        validator=one_of(["none", "trace", "frobenius"]),
         help="normalisation of Q = P^(1/2): none, divide by sqrt(trace P), or by ||Q||_F",
     )
     eps: float = option(
-        0.0, validator=floating(0.0), help="added to the covariance diagonal before the root",
+        0.0,
+        validator=floating(0.0),
+        help="added to the covariance diagonal before the root",
     )
     triu: bool = option(
-        True, validator=boolean(),
+        True,
+        validator=boolean(),
         help="output the upper triangle d(d+1)/2 instead of the d x d matrix",
     )
     num_classes: int | None = option(
-        None, validator=optional(integer(1)),
+        None,
+        validator=optional(integer(1)),
         help="if set, add the classifier FC(Q) (+ FC(c) with cls_token) and return logits",
     )
 
@@ -165,7 +173,8 @@ class CovariancePooling(Layer):
         self.fc = nn.Linear(d * (d + 1) // 2, cfg.num_classes) if cfg.num_classes else None
         self.fc_token = (
             nn.Linear(cfg.in_channels, cfg.num_classes)
-            if cfg.num_classes and cfg.cls_token else None
+            if cfg.num_classes and cfg.cls_token
+            else None
         )
 
     @classmethod
@@ -208,7 +217,8 @@ class CovariancePooling(Layer):
             trace = P.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(torch.finfo(P.dtype).tiny)
             Q = Q / trace.sqrt()[..., None, None]
         elif cfg.post_norm == "frobenius":
-            Q = Q / torch.linalg.matrix_norm(Q).clamp_min(torch.finfo(Q.dtype).tiny)[..., None, None]
+            norm = torch.linalg.matrix_norm(Q).clamp_min(torch.finfo(Q.dtype).tiny)
+            Q = Q / norm[..., None, None]
         out = upper_triangle(Q) if cfg.triu else Q
         if self.fc is None:
             return out
@@ -236,22 +246,29 @@ class ZCAWhiteningConfig:
         64, validator=integer(1), help="channels C of the input (B, C, *spatial) or (B, C)"
     )
     group_size: int | None = option(
-        None, validator=optional(integer(1)),
+        None,
+        validator=optional(integer(1)),
         help="channels per whitening group: C is split into C/group_size groups, each "
         "whitened by its own group_size x group_size covariance (None: one group, Eq. 2.40)",
     )
     eps: float = option(
-        1e-5, validator=floating(0.0), help="eps in A = cov + eps I (Eq. 2.40)",
+        1e-5,
+        validator=floating(0.0),
+        help="eps in A = cov + eps I (Eq. 2.40)",
     )
     momentum: float = option(
-        0.1, validator=floating(0.0, 1.0),
+        0.1,
+        validator=floating(0.0, 1.0),
         help="running stats: running = (1 - momentum) running + momentum batch",
     )
     affine: bool = option(
-        True, validator=boolean(), help="learn a per-channel scale and shift after whitening",
+        True,
+        validator=boolean(),
+        help="learn a per-channel scale and shift after whitening",
     )
     track_running_stats: bool = option(
-        True, validator=boolean(),
+        True,
+        validator=boolean(),
         help="keep a running mean and whitening matrix and use them in eval mode "
         "(False: eval mode whitens with the batch statistics too)",
     )
@@ -262,8 +279,7 @@ class ZCAWhiteningConfig:
     def __attrs_post_init__(self) -> None:
         if self.group_size is not None and self.num_features % self.group_size != 0:
             raise ConfigError(
-                f"group_size = {self.group_size} must divide num_features = "
-                f"{self.num_features}"
+                f"group_size = {self.group_size} must divide num_features = {self.num_features}"
             )
 
 
@@ -302,6 +318,12 @@ class ZCAWhitening(Layer):
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
+
+    @classmethod
+    def example_inputs(cls, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        """A small input for smoke tests at the default config: ``(4, 64, 5, 5)``."""
+        gen = torch.Generator().manual_seed(0)
+        return (torch.randn(4, 64, 5, 5, generator=gen, dtype=dtype),)
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -377,19 +399,23 @@ class WCTConfig:
     """
 
     solver: Any = component_option(
-        "solver", "svd",
+        "solver",
+        "svd",
         help="solver for the content inverse square root and the style square root",
     )
     alpha: float = option(
-        1.0, validator=floating(0.0, 1.0),
+        1.0,
+        validator=floating(0.0, 1.0),
         help="style strength alpha in Eq. 2.47 (1: full transfer, 0: content unchanged)",
     )
     eps: float = option(
-        1e-5, validator=floating(0.0),
+        1e-5,
+        validator=floating(0.0),
         help="added to the diagonal of the content and style covariances",
     )
     group_size: int | None = option(
-        None, validator=optional(integer(1)),
+        None,
+        validator=optional(integer(1)),
         help="channels per group, each group transformed by its own covariances "
         "(None: one group of all channels)",
     )
@@ -419,6 +445,14 @@ class WCT(Layer):
         super().__init__()
         self.config = cfg = self.make_config(config, options)
         self.solver = build_solver(cfg.solver)
+
+    @classmethod
+    def example_inputs(cls, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        """Small inputs for smoke tests: content ``(2, 8, 5, 5)``, style ``(2, 8, 4, 6)``."""
+        gen = torch.Generator().manual_seed(0)
+        content = torch.randn(2, 8, 5, 5, generator=gen, dtype=dtype)
+        style = 2.0 * torch.randn(2, 8, 4, 6, generator=gen, dtype=dtype) + 1.0
+        return content, style
 
     def extra_repr(self) -> str:
         cfg = self.config
