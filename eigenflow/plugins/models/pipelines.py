@@ -1,0 +1,515 @@
+"""Training pipelines: ``train`` (any model on any dataset) and ``ffvae-digits`` (the
+flow-factorized VAE against the VAE baseline on ``digits-sequences``, thesis 000 Sec. 4.6.3).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from ...core.component import PipelineBase, RunContext
+from ...core.config import (
+    ComponentRef,
+    component_option,
+    config,
+    floating,
+    integer,
+    option,
+    options_dict,
+    validate_options,
+)
+from ...core.errors import ConfigError
+from ...core.io import atomic_write_bytes, atomic_write_json
+from ...engine import TrainConfig, Trainer
+from ...registry.registry import get_registries
+from .vae import unpack_batch
+
+__all__ = [
+    "FFVAEDigitsPipeline",
+    "TrainPipeline",
+    "equivariance_error",
+    "importance_weighted_log_likelihood",
+    "write_png",
+]
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+@torch.no_grad()
+def equivariance_error(
+    model: Any, x: torch.Tensor, k: torch.Tensor | None, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sequence ``E_k = sum_{t>=1} |x_t - Decode(z_t)|`` (thesis 000, Eq. 4.15).
+
+    ``z_0`` is the posterior mean of ``x_0`` and ``z_t`` follows the model's latent flow
+    (zero update for a plain VAE). Absolute errors are summed over pixels and steps.
+
+    Parameters
+    ----------
+    model
+        A model with ``posterior_mean``, ``traverse``, ``flow_weights`` and ``decode``.
+    x
+        ``(B, T+1, *shape)`` sequences.
+    k
+        ``(B,)`` transformation labels (used by supervised flows).
+    weights
+        Override the potential weights ``(B, K)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B,)``.
+    """
+    steps = x.shape[1] - 1
+    w = model.flow_weights(x, k) if weights is None else weights
+    path = model.traverse(model.posterior_mean(x[:, 0]), w, steps)
+    pred = model.decode(path[1:]).transpose(0, 1)
+    return (x[:, 1:] - pred).abs().flatten(1).sum(-1)
+
+
+@torch.no_grad()
+def importance_weighted_log_likelihood(
+    model: Any, x: torch.Tensor, samples: int = 100, chunk: int = 25
+) -> torch.Tensor:
+    """``log (1/K) sum_i p(x|z_i) p(z_i) / q(z_i|x)``, ``z_i ~ q(z|x)``; ``x (B, *shape) -> (B,)``.
+
+    The importance-weighted bound (Burda et al.) with ``K = samples``, which tightens to
+    ``log p(x)`` as K grows.
+    """
+    q = model.posterior(x)
+    prior = torch.distributions.Normal(0.0, 1.0)
+    parts = []
+    for start in range(0, samples, chunk):
+        n = min(chunk, samples - start)
+        z = q.sample((n,))
+        logw = model.log_px_given_z(x, z) + prior.log_prob(z).sum(-1) - q.log_prob(z)
+        parts.append(logw)
+    logw = torch.cat(parts)
+    return torch.logsumexp(logw, 0) - math.log(samples)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an ``(H, W, 3)`` or ``(H, W)`` uint8 array as a PNG (stdlib only), atomically."""
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    h, w, _ = img.shape
+    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
+    return atomic_write_bytes(path, png)
+
+
+def image_grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
+    """``(rows, cols, C, H, W)`` in ``[0, 1]`` -> an ``(H', W', 3)`` uint8 mosaic."""
+    rows, cols, c, h, w = images.shape
+    imgs = images.detach().float().clamp(0, 1).cpu()
+    if c == 1:
+        imgs = imgs.expand(rows, cols, 3, h, w)
+    canvas = torch.ones(3, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for r in range(rows):
+        for col in range(cols):
+            y, x0 = pad + r * (h + pad), pad + col * (w + pad)
+            canvas[:, y : y + h, x0 : x0 + w] = imgs[r, col]
+    return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _create(kind: str, ref: ComponentRef, **extra: Any) -> Any:
+    return get_registries()[kind].create(ref.name, **{**extra, **dict(ref.options)})
+
+
+def _is_sequence_dataset(dataset: Any) -> bool:
+    return hasattr(dataset, "num_transforms")
+
+
+def model_defaults_for(dataset: Any, model_cls: type) -> dict[str, Any]:
+    """Model options implied by the data: ``input_shape`` and, for flows, ``num_potentials``."""
+    x, _ = unpack_batch(dataset[0])
+    shape = tuple(x.shape[1:]) if _is_sequence_dataset(dataset) else tuple(x.shape)
+    fields = attrs.fields_dict(model_cls.Config)
+    out: dict[str, Any] = {"input_shape": list(shape)}
+    if "num_potentials" in fields and _is_sequence_dataset(dataset):
+        out["num_potentials"] = int(dataset.num_transforms)
+    return out
+
+
+def _trainer_config(options: dict[str, Any], **base: Any) -> TrainConfig:
+    merged = {**base, **options}
+    cfg, errors = validate_options(TrainConfig, merged, path="trainer.")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return cfg
+
+
+def _batches(dataset: Any, batch_size: int, limit: int, device: torch.device):
+    n = min(len(dataset), limit)
+    for start in range(0, n, batch_size):
+        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        batch = torch.utils.data.default_collate(items)
+        x, k = unpack_batch(batch)
+        yield x.to(device), (None if k is None else k.to(device))
+
+
+def _check_trainer(_inst: Any, attribute: Any, value: Any) -> None:
+    options_dict()(_inst, attribute, value)
+    _, errors = validate_options(TrainConfig, dict(value))
+    if errors:
+        raise ConfigError(
+            f"option {attribute.name!r} = {dict(value)!r} is invalid: " + "; ".join(errors)
+        )
+
+
+# --------------------------------------------------------------------------- train
+
+
+@config
+class TrainPipelineConfig:
+    """Options of ``train``: any registered model on any registered dataset with the engine.
+
+    ``input_shape`` (and ``num_potentials`` for flow models on sequence datasets) are taken
+    from the data unless given in the model's options.
+    """
+
+    model: Any = component_option("model", "vae", help="model to train (name or table)")
+    dataset: Any = component_option(
+        "dataset",
+        "digits-sequences",
+        help="training data (name or table); the test split of "
+        "the same dataset is used for evaluation",
+    )
+    steps: int = option(1000, validator=integer(1), help="optimiser steps")
+    batch_size: int = option(64, validator=integer(1), help="global batch size")
+    lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
+    trainer: dict = option(
+        factory=dict,
+        validator=_check_trainer,
+        help="more engine options (see eigenflow.engine.TrainConfig)",
+    )
+    eval_items: int = option(
+        512, validator=integer(1), help="test items used for the final evaluation"
+    )
+    iw_samples: int = option(
+        100, validator=integer(1), help="importance samples of the test log-likelihood"
+    )
+
+
+class TrainPipeline(PipelineBase):
+    """Train a model on a dataset; writes a checkpoint, a log and ``result.json``."""
+
+    Config = TrainPipelineConfig
+    source = "eigenflow engine (issue 7)"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = self.config
+        registry = get_registries()
+        data_opts = dict(cfg.dataset.options)
+        train_set = registry["dataset"].create(cfg.dataset.name, **data_opts)
+        model_cls = registry["model"].get(cfg.model.name)
+        model = _create("model", cfg.model, **model_defaults_for(train_set, model_cls))
+        tcfg = _trainer_config(
+            dict(cfg.trainer),
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=ctx.seed,
+            quiet=ctx.quiet,
+        )
+        torch.manual_seed(ctx.seed)
+        summary = Trainer(
+            model.to(ctx.device), train_set, tcfg, out_dir=ctx.out_dir, device=ctx.device
+        ).fit()
+        test_opts = (
+            {**data_opts, "split": "test"}
+            if "split" in attrs.fields_dict(type(train_set.config))
+            else data_opts
+        )
+        test_set = registry["dataset"].create(cfg.dataset.name, **test_opts)
+        result = {
+            "train": summary,
+            "test": evaluate_model(model, test_set, ctx.device, cfg.eval_items, cfg.iw_samples),
+        }
+        atomic_write_json(ctx.out_dir / "result.json", result)
+        return result
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: Any, dataset: Any, device: torch.device, limit: int, iw_samples: int
+) -> dict[str, float]:
+    """Test loss terms, importance-weighted log-likelihood of every frame and, for sequence
+    data, the equivariance error (Eq. 4.15)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for x, k in _batches(dataset, 64, limit, device):
+        with torch.enable_grad():  # flow models differentiate their potentials
+            terms = model.loss({"x": x, "k": k} if k is not None else x)
+        frames = x.reshape(-1, *model.input_shape)
+        ll = importance_weighted_log_likelihood(model, frames, iw_samples)
+        vals = {f"test_{n}": float(v) * x.shape[0] for n, v in terms.items()}
+        vals["log_likelihood"] = float(ll.mean()) * x.shape[0]
+        if x.dim() == len(model.input_shape) + 2 and k is not None:
+            vals["equivariance_error"] = float(equivariance_error(model, x, k).sum())
+        for n, v in vals.items():
+            sums[n] = sums.get(n, 0.0) + v
+        count += x.shape[0]
+    return {n: v / count for n, v in sums.items()}
+
+
+# --------------------------------------------------------------------------- ffvae-digits
+
+
+@config
+class FFVAEDigitsConfig:
+    """Options of ``ffvae-digits``: ``ffvae`` (supervised and weakly supervised) against the
+    ``vae`` baseline on ``digits-sequences`` (thesis 000, Sec. 4.6.3; seed 004 result tables).
+
+    Same architecture, data and optimiser budget for every model; the VAE trains on every frame
+    of the same sequences. The thesis's MNIST budget is far larger; the defaults here are sized
+    for a few CPU minutes per model.
+    """
+
+    seeds: list = option(
+        factory=lambda: [0, 1, 2],
+        help="model seeds (one run per seed)",
+        validator=lambda _i, a, v: _check_seeds(a, v),
+    )
+    steps: int = option(600, validator=integer(1), help="optimiser steps per model")
+    batch_size: int = option(32, validator=integer(1), help="sequences per batch")
+    lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
+    latent_dim: int = option(16, validator=integer(1), help="latent size d")
+    architecture: str = option(
+        "mlp", validator=lambda _i, a, v: _check_arch(a, v), help="'mlp' or 'conv' encoder/decoder"
+    )
+    laplacian: str = option(
+        "exact",
+        validator=lambda _i, a, v: _check_lap(a, v),
+        help="Laplacian of the ffvae density update: exact or hutchinson",
+    )
+    n_sequences: int = option(2000, validator=integer(16), help="training sequences")
+    length: int = option(8, validator=integer(2), help="frames per sequence (T+1)")
+    eval_items: int = option(400, validator=integer(1), help="test sequences evaluated")
+    iw_samples: int = option(
+        50, validator=integer(1), help="importance samples of the log-likelihood"
+    )
+    dataset: dict = option(
+        factory=dict, validator=options_dict(), help="more digits-sequences options"
+    )
+
+
+def _check_seeds(attribute: Any, value: Any) -> None:
+    if not (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    ):
+        raise ConfigError(
+            f"option {attribute.name!r} = {value!r} is invalid: expected a "
+            "non-empty list of non-negative integers"
+        )
+
+
+def _check_arch(attribute: Any, value: Any) -> None:
+    if value not in ("mlp", "conv"):
+        raise ConfigError(
+            f"option {attribute.name!r} = {value!r} is invalid: expected one of 'mlp', 'conv'"
+        )
+
+
+def _check_lap(attribute: Any, value: Any) -> None:
+    if value not in ("exact", "hutchinson"):
+        raise ConfigError(
+            f"option {attribute.name!r} = {value!r} is invalid: expected one of "
+            "'exact', 'hutchinson'"
+        )
+
+
+_VARIANTS = (
+    ("vae", "vae", {}),
+    ("ffvae", "ffvae", {"supervision": "supervised"}),
+    ("ffvae-weak", "ffvae", {"supervision": "weak"}),
+)
+
+
+class FFVAEDigitsPipeline(PipelineBase):
+    """Train ``vae``, ``ffvae`` and weakly supervised ``ffvae`` on ``digits-sequences`` for
+    each seed; write metrics, a table, traversal grids and switching/superposition figures."""
+
+    Config = FFVAEDigitsConfig
+    source = "thesis 000 Sec. 4.6.3-4.6.4; seed 004 (result tables)"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = self.config
+        registry = get_registries()
+        data_opts = {"n_sequences": cfg.n_sequences, "length": cfg.length, **cfg.dataset}
+        train_set = registry["dataset"].create("digits-sequences", **data_opts)
+        test_set = registry["dataset"].create(
+            "digits-sequences",
+            **{**data_opts, "split": "test", "n_sequences": max(cfg.eval_items, 16)},
+        )
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in _VARIANTS}
+        for seed in cfg.seeds:
+            for name, model_name, extra in _VARIANTS:
+                torch.manual_seed(seed)
+                model_cls = registry["model"].get(model_name)
+                opts = {
+                    **model_defaults_for(train_set, model_cls),
+                    "latent_dim": cfg.latent_dim,
+                    "architecture": cfg.architecture,
+                    **extra,
+                }
+                if model_name == "ffvae":
+                    opts["laplacian"] = cfg.laplacian
+                model = registry["model"].create(model_name, **opts).to(ctx.device)
+                tcfg = TrainConfig(
+                    steps=cfg.steps,
+                    batch_size=cfg.batch_size,
+                    lr=cfg.lr,
+                    seed=seed,
+                    log_every=max(cfg.steps // 10, 1),
+                    checkpoint_every=0,
+                    quiet=ctx.quiet,
+                )
+                run_dir = ctx.out_dir / f"seed{seed}" / name
+                ctx.log(f"[ffvae-digits] seed {seed}: training {name}")
+                summary = Trainer(model, train_set, tcfg, out_dir=run_dir, device=ctx.device).fit()
+                metrics = evaluate_model(
+                    model, test_set, ctx.device, cfg.eval_items, cfg.iw_samples
+                )
+                metrics["train_seconds"] = summary["seconds"]
+                metrics.update(_per_transform_error(model, test_set, ctx.device, cfg.eval_items))
+                runs[name].append({"seed": seed, **metrics})
+                atomic_write_json(run_dir / "metrics.json", metrics)
+                ctx.log(
+                    f"[ffvae-digits] seed {seed} {name}: equivariance "
+                    f"{metrics['equivariance_error']:.2f}, log-likelihood "
+                    f"{metrics['log_likelihood']:.2f}"
+                )
+                if seed == cfg.seeds[0]:
+                    _figures(model, name, test_set, ctx.out_dir, ctx.device)
+        table = _summarise(runs)
+        atomic_write_json(ctx.out_dir / "metrics.json", {"runs": runs, "summary": table})
+        atomic_write_bytes(ctx.out_dir / "results.md", _markdown(table).encode())
+        ctx.log(_markdown(table))
+        return {"summary": table, "out": str(ctx.out_dir)}
+
+
+@torch.no_grad()
+def _per_transform_error(
+    model: Any, dataset: Any, device: torch.device, limit: int
+) -> dict[str, float]:
+    sums: dict[int, list[float]] = {}
+    for x, k in _batches(dataset, 64, limit, device):
+        err = equivariance_error(model, x, k)
+        for kk, e in zip(k.tolist(), err.tolist()):
+            sums.setdefault(kk, []).append(e)
+    names = dataset.config.transforms
+    return {f"equivariance_error[{names[kk]}]": float(np.mean(v)) for kk, v in sorted(sums.items())}
+
+
+@torch.no_grad()
+def _figures(
+    model: Any, name: str, dataset: Any, out_dir: Path, device: torch.device, n: int = 4
+) -> None:
+    """Traversal grids (every potential from the same x_0), switching and superposition."""
+    model.eval()
+    items = torch.utils.data.default_collate([dataset[i] for i in range(n)])
+    x, k = unpack_batch(items)
+    x, k = x.to(device), k.to(device)
+    steps = x.shape[1] - 1
+    z0 = model.posterior_mean(x[:, 0])
+    rows = [x[0]]
+    num = max(model.num_potentials, 1)
+    for j in range(num):
+        w = None
+        if model.num_potentials:
+            w = torch.zeros(1, num, device=device, dtype=z0.dtype)
+            w[0, j] = 1.0
+        rows.append(model.decode(model.traverse(z0[:1], w, steps))[:, 0])
+    write_png(out_dir / f"traversal_{name}.png", image_grid(torch.stack(rows)))
+    if not model.num_potentials:
+        return
+    half = steps // 2
+    switch_rows = []
+    for a in range(num):
+        b = (a + 1) % num
+        w = torch.zeros(steps, 1, num, device=device, dtype=z0.dtype)
+        w[:half, 0, a] = 1.0
+        w[half:, 0, b] = 1.0
+        switch_rows.append(model.decode(model.traverse(z0[:1], w, steps))[:, 0])
+    write_png(out_dir / f"switching_{name}.png", image_grid(torch.stack(switch_rows)))
+    sup_rows = []
+    for i in range(n):
+        w = torch.ones(1, num, device=device, dtype=z0.dtype)
+        sup_rows.append(model.decode(model.traverse(z0[i : i + 1], w, steps))[:, 0])
+    write_png(out_dir / f"superposition_{name}.png", image_grid(torch.stack(sup_rows)))
+
+
+def _summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for name, rows in runs.items():
+        if not rows:
+            continue
+        keys = [k for k in rows[0] if k != "seed"]
+        table[name] = {
+            k: {
+                "mean": float(np.mean([r[k] for r in rows])),
+                "std": float(np.std([r[k] for r in rows])),
+            }
+            for k in keys
+        }
+    if "vae" in table and "ffvae" in table:
+        eq = {n: table[n]["equivariance_error"]["mean"] for n in table}
+        ll = {n: table[n]["log_likelihood"]["mean"] for n in table}
+        table["targets"] = {
+            "ffvae_over_vae_equivariance": eq["ffvae"] / eq["vae"],
+            "ffvae_ll_minus_vae_ll": ll["ffvae"] - ll["vae"],
+        }
+        if "ffvae-weak" in eq:
+            table["targets"]["weak_over_supervised_equivariance"] = eq["ffvae-weak"] / eq["ffvae"]
+    return table
+
+
+def _markdown(table: dict[str, Any]) -> str:
+    lines = [
+        "| model | equivariance error | log-likelihood (IW) | test -ELBO-type loss |",
+        "|---|---|---|---|",
+    ]
+    for name, row in table.items():
+        if name == "targets":
+            continue
+
+        def fmt(key: str, row: dict = row) -> str:
+            return f"{row[key]['mean']:.2f} +- {row[key]['std']:.2f}" if key in row else "-"
+
+        lines.append(
+            f"| {name} | {fmt('equivariance_error')} | {fmt('log_likelihood')} | "
+            f"{fmt('test_loss')} |"
+        )
+    for key, value in table.get("targets", {}).items():
+        lines.append(f"\n{key}: {value:.3f}")
+    return "\n".join(lines) + "\n"
