@@ -831,19 +831,14 @@ def write_results(
     return {"csv": csv_path, "json": json_path}
 
 
-def format_summary(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table: one block per (op, device, dtype, cond, batch, n), solvers sorted
-    by forward+backward time, with the speed ratios against ``torch.linalg.eigh`` and ``ns``
-    (``x eigh`` = eigh's fwd+bwd time / the solver's; above 1 is faster)."""
+DETAIL_BLOCKS = 24
+
+
+def _detail_blocks(blocks: dict[tuple, list[dict[str, Any]]]) -> list[str]:
     header = (
         f"{'solver':<28}{'mode':<7}{'fwd ms':>10}{'bwd ms':>10}{'fwd+bwd':>10}"
         f"{'rel err':>10}{'x eigh':>9}{'x ns':>8}"
     )
-    blocks: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        blocks.setdefault(
-            (r["op"], r["device"], r["dtype"], r["cond"], r["batch"], r["n"]), []
-        ).append(r)
     lines = []
     for (op, device, dtype, cond, B, n), group in blocks.items():
         lines.append(f"\n{op} on {device} {dtype}, {B} matrices of size {n} (cond {cond:g})")
@@ -854,13 +849,71 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
             if r["status"] != "ok":
                 lines.append(f"{r['solver']:<28}{mode:<7}{r['status']}: {r['message'][:80]}")
                 continue
-            ratio = _fmt(r["ratio_vs_eigh"], ".2f")
-            ns_ratio = _fmt(r["ratio_vs_ns"], ".2f")
             lines.append(
                 f"{r['solver']:<28}{mode:<7}{_fmt(r['fwd_ms']):>10}{_fmt(r['bwd_ms']):>10}"
-                f"{_fmt(r['fwdbwd_ms']):>10}{_fmt(r['rel_err'], '.1e'):>10}{ratio:>9}"
-                f"{ns_ratio:>8}"
+                f"{_fmt(r['fwdbwd_ms']):>10}{_fmt(r['rel_err'], '.1e'):>10}"
+                f"{_fmt(r['ratio_vs_eigh'], '.2f'):>9}{_fmt(r['ratio_vs_ns'], '.2f'):>8}"
             )
+    return lines
+
+
+def _ratio_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """Per (op, device, dtype, cond): rows (batch, n), a column per solver holding its
+    ``ratio_vs_eigh`` (``err``/``skip`` for failed rows), and eigh's own fwd+bwd time."""
+    tables: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        tables.setdefault((r["op"], r["device"], r["dtype"], r["cond"]), []).append(r)
+    lines = []
+    for (op, device, dtype, cond), group in tables.items():
+        columns = list(dict.fromkeys(_series_label(r) for r in group))
+        columns = [c for c in columns if c != EIGH_PEER]
+        width = max([9, *(len(c) + 2 for c in columns)])
+        lines.append(
+            f"\nspeed-up over torch.linalg.eigh + autograd (fwd+bwd), {op} on {device} {dtype} "
+            f"(cond {cond:g})"
+        )
+        heading = "".join(f"{c:>{width}}" for c in columns)
+        lines.append(f"{'batch':>6}{'n':>5}{'eigh ms':>10}{heading}")
+        cells: dict[tuple, dict[str, str]] = {}
+        eigh_ms: dict[tuple, str] = {}
+        for r in group:
+            key = (r["batch"], r["n"])
+            if r["solver"] == EIGH_PEER and r["mode"] == EAGER:
+                eigh_ms[key] = _fmt(r["fwdbwd_ms"]) if r["status"] == "ok" else r["status"]
+                continue
+            text = (
+                _fmt(r["ratio_vs_eigh"], ".2f")
+                if r["status"] == "ok"
+                else ("err" if r["status"] == "error" else "skip")
+            )
+            cells.setdefault(key, {})[_series_label(r)] = text
+        for key in sorted(set(cells) | set(eigh_ms)):
+            row = cells.get(key, {})
+            lines.append(
+                f"{key[0]:>6}{key[1]:>5}{eigh_ms.get(key, '-'):>10}"
+                + "".join(f"{row.get(c, '-'):>{width}}" for c in columns)
+            )
+    return lines
+
+
+def format_summary(rows: list[dict[str, Any]], *, detail: bool | None = None) -> str:
+    """A plain-text summary of the rows.
+
+    One table per (op, device, dtype, cond) of the speed-up of each solver over
+    ``torch.linalg.eigh`` + autograd (eigh's fwd+bwd time / the solver's; above 1 is faster),
+    then, when ``detail`` (default: at most :data:`DETAIL_BLOCKS` grid points), one block per
+    grid point with the forward, backward and forward+backward times, the relative error and
+    the ratios against eigh and ``ns``, solvers sorted by forward+backward time.
+    """
+    blocks: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["op"], r["device"], r["dtype"], r["cond"], r["batch"], r["n"])
+        blocks.setdefault(key, []).append(r)
+    if detail is None:
+        detail = len(blocks) <= DETAIL_BLOCKS
+    lines = _ratio_tables(rows)
+    if detail:
+        lines += _detail_blocks(blocks)
     return "\n".join(lines).lstrip("\n")
 
 

@@ -297,6 +297,7 @@ def test_summary_lists_every_block_and_errors(tiny_rows):
     _, rows, _ = tiny_rows
     text = bench.format_summary(rows)
     assert "x eigh" in text
+    assert "speed-up over torch.linalg.eigh + autograd (fwd+bwd), sqrt on cpu float32" in text
     headings = [line for line in text.splitlines() if " matrices of size " in line]
     assert headings.count("sqrt on cpu float32, 2 matrices of size 4 (cond 1000)") == 1
     assert len(headings) == len({(r["op"], r["dtype"], r["n"]) for r in rows})
@@ -473,3 +474,14 @@ def test_cuda_graph_mode():
     assert all(r["status"] == "skipped" for r in peer)
     # the device still works after failed captures
     assert torch.ones(2, device="cuda").sum().item() == 2.0
+
+
+def test_benchmarks_script_uses_the_same_options(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "run_solvers.py"
+    namespace = runpy.run_path(str(script), run_name="not_main")
+    args = namespace["build_parser"]().parse_args(["--size", "4", "--solvers", "svd*"])
+    spec = bench.spec_from_args(args)
+    assert spec.sizes == (4,) and spec.solvers == ("svd*",)
