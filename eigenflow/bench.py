@@ -88,6 +88,7 @@ COLUMNS = (
     "ratio_vs_eigh",
     "ratio_vs_ns",
     "fwd_ratio_vs_eigh",
+    "fwdbwd_min_ms",
     "rel_err_max",
     "recon_err",
     "mode",
@@ -525,12 +526,15 @@ def _measure_eager(case: _Case, spec: BenchSpec, row: dict[str, Any]) -> None:
     row["stage"] = "backward"
     row["bwd_ms"] = _median([clock.time(case.backward, setup=case.forward) for _ in range(repeats)])
     row["stage"] = "forward+backward"
-    row["fwdbwd_ms"] = _median([clock.time(case.forward_backward) for _ in range(repeats)])
+    times = [clock.time(case.forward_backward) for _ in range(repeats)]
+    row["fwdbwd_ms"], row["fwdbwd_min_ms"] = _median(times), min(times)
 
 
-def _replay_ms(graph: torch.cuda.CUDAGraph, repeats: int) -> float:
+def _replay_ms(graph: torch.cuda.CUDAGraph, repeats: int) -> tuple[float, float]:
+    """Median and minimum of ``repeats`` timed replays of ``graph``."""
     clock = _Clock(torch.device("cuda", torch.cuda.current_device()))
-    return _median([clock.time(graph.replay) for _ in range(repeats)])
+    times = [clock.time(graph.replay) for _ in range(repeats)]
+    return _median(times), min(times)
 
 
 def _measure_graph(case: _Case, spec: BenchSpec, row: dict[str, Any]) -> None:
@@ -562,8 +566,8 @@ def _measure_graph(case: _Case, spec: BenchSpec, row: dict[str, Any]) -> None:
         for _ in range(max(spec.warmup, 1)):
             fb_graph.replay()
         row["repeats"] = spec.repeats
-        row["fwd_ms"] = _replay_ms(fwd_graph, spec.repeats)
-        row["fwdbwd_ms"] = _replay_ms(fb_graph, spec.repeats)
+        row["fwd_ms"] = _replay_ms(fwd_graph, spec.repeats)[0]
+        row["fwdbwd_ms"], row["fwdbwd_min_ms"] = _replay_ms(fb_graph, spec.repeats)
         row["bwd_ms"] = row["fwdbwd_ms"] - row["fwd_ms"]
         fwd_graph.replay()
         torch.cuda.synchronize()
@@ -626,7 +630,15 @@ def _measure(
             row["message"] = (
                 f"not capturable in a CUDA graph ({stage}): {type(exc).__name__}: {text}"
             )
-            for key in ("fwd_ms", "fwdbwd_ms", "bwd_ms", "rel_err", "rel_err_max", "recon_err"):
+            for key in (
+                "fwd_ms",
+                "fwdbwd_ms",
+                "fwdbwd_min_ms",
+                "bwd_ms",
+                "rel_err",
+                "rel_err_max",
+                "recon_err",
+            ):
                 row[key] = None
         else:
             row["status"] = "error"

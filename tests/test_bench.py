@@ -231,6 +231,7 @@ def test_times_ratios_and_accuracy_are_consistent(tiny_rows):
         assert r["repeats"] == 1 and r["mode"] == "eager"
         for col in ("fwd_ms", "bwd_ms", "fwdbwd_ms"):
             assert r[col] > 0 and math.isfinite(r[col])
+        assert r["fwdbwd_min_ms"] == r["fwdbwd_ms"]  # one repeat: its median is its minimum
         eigh = _by(rows, solver=bench.EIGH_PEER, op=r["op"], dtype=r["dtype"], n=r["n"])[0]
         assert r["ratio_vs_eigh"] == pytest.approx(eigh["fwdbwd_ms"] / r["fwdbwd_ms"])
         assert r["fwd_ratio_vs_eigh"] == pytest.approx(eigh["fwd_ms"] / r["fwd_ms"])
