@@ -1,0 +1,82 @@
+"""Sampling factor indices for datasets rendered from discrete generative factors: single
+images (independent uniform factors) or sequences along one factor at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...core.errors import ConfigError
+
+__all__ = ["check_sequence_factors", "sample_factor_classes"]
+
+
+def check_sequence_factors(
+    names: Sequence[str],
+    sizes: Sequence[int],
+    circular: Sequence[bool],
+    chosen: Sequence[str],
+    length: int | None,
+) -> None:
+    """Raise :class:`ConfigError` if ``chosen`` factors cannot carry sequences of ``length``."""
+    if length is None:
+        return
+    if not chosen or len(set(chosen)) != len(chosen) or any(c not in names for c in chosen):
+        raise ConfigError(
+            f"option 'sequence_factors' = {tuple(chosen)!r} is invalid: expected distinct "
+            f"names among {', '.join(names)}"
+        )
+    for name in chosen:
+        i = list(names).index(name)
+        if not circular[i] and sizes[i] < length:
+            raise ConfigError(
+                f"option 'sequence_length' = {length} is too long for factor {name!r}, which "
+                f"has {sizes[i]} values (and does not wrap around)"
+            )
+
+
+def sample_factor_classes(
+    rng: np.random.Generator,
+    n: int,
+    sizes: Sequence[int],
+    circular: Sequence[bool],
+    length: int | None,
+    sequence_axes: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Factor class indices for ``n`` images or ``n`` sequences.
+
+    Parameters
+    ----------
+    rng
+        The generator.
+    n
+        Number of items.
+    sizes, circular
+        Per factor: the number of values and whether it wraps around (angles, hues).
+    length
+        ``None`` for single images, else the sequence length ``T``.
+    sequence_axes
+        Indices of the factors a sequence may move along; ``k`` indexes this list.
+
+    Returns
+    -------
+    (classes, k)
+        ``classes`` is ``(n, F)`` for images or ``(n, T, F)`` for sequences; ``k`` is
+        ``(n,)`` (the moving factor's position in ``sequence_axes``) or ``None`` for images.
+        Along a sequence the moving factor steps up by one value per frame.
+    """
+    sizes_arr = np.asarray(sizes)
+    start = rng.integers(0, sizes_arr, size=(n, len(sizes)))
+    if length is None:
+        return start, None
+    k = rng.integers(len(sequence_axes), size=n)
+    axis = np.asarray(sequence_axes)[k]
+    # A non-wrapping factor must start low enough to take `length` steps up.
+    room = np.where(np.asarray(circular)[axis], sizes_arr[axis], sizes_arr[axis] - length + 1)
+    start[np.arange(n), axis] = rng.integers(0, room)
+    steps = np.arange(length)
+    classes = np.repeat(start[:, None, :], length, axis=1)
+    moved = classes[np.arange(n), :, axis] + steps  # (n, T)
+    classes[np.arange(n), :, axis] = np.mod(moved, sizes_arr[axis][:, None])
+    return classes, k
