@@ -74,6 +74,11 @@ class ConditionNumber(Metric):
     Config = ConditionNumberConfig
     source = "000 (Song 2023), Sec. 3.5.1, Eq. 3.47"
 
+    @staticmethod
+    def example_inputs() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments for a smoke call (used by the conformance suite)."""
+        return (torch.randn(3, 4, 5, dtype=torch.float64),), {}
+
     def compute(self, x: Any) -> float | list[float]:
         cfg = self.config
         A = _matrix_of(x)
@@ -97,6 +102,11 @@ class OrthogonalityError(Metric):
 
     Config = OrthogonalityErrorConfig
     source = "000 (Song 2023), Sec. 3.5.4, Eq. 3.51"
+
+    @staticmethod
+    def example_inputs() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments for a smoke call (used by the conformance suite)."""
+        return (torch.randn(3, 4, 5, dtype=torch.float64),), {}
 
     def compute(self, x: Any) -> float | list[float]:
         W = _matrix_of(x)
