@@ -92,13 +92,22 @@ def pade_rule(
 ) -> torch.Tensor:
     """SVD-Padé (Eq. 3.14-3.18): ``F_ij = (1/mu_j) r(mu_i/mu_j)`` with ``r`` the regularised
     diagonal Padé approximant of ``1/(1-x)`` of total degree ``degree`` whose maximum on
-    ``[0, 1]`` is ``bound`` (:func:`eigenflow.core.rational.geometric_pade`).
+    ``[0, 1]`` is ``bound`` (:func:`eigenflow.core.rational.geometric_pade`), capped at
+    ``bound / mu_max``.
 
-    ``|F_ij| <= bound/mu_j`` (Table 3.2), attained at ``mu_i = mu_j``.
+    Near ``x = 1``, ``r(x)/mu_j ~ 1/(mu_j - mu_i + mu_j/bound)``: the singularity is moved by
+    ``mu_j/bound``, a relative amount. For small eigenvalues that is far below the absolute
+    resolution ``~ eps * mu_max`` of the forward ``eigh``, and the tie value ``bound/mu_j``
+    (``bound/(eps mu_max)`` on floored eigenvalues of singular input) only amplifies rounding.
+    The cap ``bound/mu_max`` (``1/(eps mu_max)`` at the default bound) removes that without
+    touching any resolvable gap: ``|F_ij| <= bound/mu_max`` (eigenflow's Table 3.2 entry).
     """
-    r = geometric_pade(degree, pade_bound(L.dtype, bound))
-    x, y, inv = _ratios(ratio_spectrum(L, eps))
-    return skew_from_upper(inv * r(x.contiguous(), y.contiguous()))
+    b = pade_bound(L.dtype, bound)
+    r = geometric_pade(degree, b)
+    mu = ratio_spectrum(L, eps)
+    x, y, inv = _ratios(mu)
+    cap = (b / mu.amax(dim=-1, keepdim=True)).unsqueeze(-1)
+    return skew_from_upper(torch.minimum(inv * r(x.contiguous(), y.contiguous()), cap))
 
 
 def truncation_rule(L: torch.Tensor, threshold: float = 1e10) -> torch.Tensor:
