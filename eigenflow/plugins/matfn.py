@@ -1,8 +1,531 @@
-"""Plugin family module `matfn` (registered through the entry point group ``eigenflow``)."""
+"""Plugin family module ``matfn``: matrix square root and inverse square root without (or
+with) an eigendecomposition, after thesis 000, Ch. 2 (Song 2023).
 
+Solvers registered here (kind ``solver``):
+
+``mtp-lya``
+    Matrix Taylor polynomial forward (Eq. 2.7, Eq. 2.26), Lyapunov backward (Algorithm 2).
+``mpa-lya``
+    Matrix Padé approximant forward (Eq. 2.8-2.11, Eq. 2.27), Lyapunov backward
+    (Eq. 2.20-2.23 for the square root, Eq. 2.38-2.39 for the inverse).
+``ns``
+    Coupled Newton-Schulz iteration (Eq. 2.3) differentiated by autograd (iSQRT-COV baseline).
+``ns-lya``
+    One-variable Newton-Schulz iteration (Eq. 2.49) with the Lyapunov backward.
+``svd-lya``
+    ``torch.linalg.eigh`` forward (Eq. 3.2-3.3) with the Lyapunov backward.
+
+The solvers with a Lyapunov backward take ``backward="lyapunov"`` (the iterative solver,
+:func:`eigenflow.core.lyapunov.lyapunov_sign_solve`) or ``backward="exact"`` (the
+eigendecomposition-based Bartels-Stewart solution used as reference in Table 2.9), with
+``lya_iters`` / ``lya_tol`` and ``scaling``.
+
+Every normalisation is per matrix; float64 input is computed in float64; the public methods
+of :class:`~eigenflow.core.solver.Solver` flatten any leading batch dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..core.config import (
+    config,
+    floating,
+    integer,
+    one_of,
+    option,
+    optional,
+)
+from ..core.errors import ConfigError
+from ..core.lyapunov import (
+    SCALINGS,
+    lyapunov_exact,
+    lyapunov_exact_eig,
+    lyapunov_sign_solve,
+    normalising_scale,
+)
+from ..core.pade import matrix_horner, matrix_polynomials, pade_coefficients, taylor_coefficients
+from ..core.solver import Solver
+from ..core.spectral import eigenvalue_floor, function_of_eigenpairs, symmetrize
 from ..registry import hookimpl
+
+__all__ = [
+    "MPALyaConfig",
+    "MPALyaSolver",
+    "MTPLyaConfig",
+    "MTPLyaSolver",
+    "NSConfig",
+    "NSLyaConfig",
+    "NSLyaSolver",
+    "NSSolver",
+    "SVDLyaConfig",
+    "SVDLyaSolver",
+]
+
+# What a forward computes: the square root, the inverse square root, or both.
+SQRT, INVSQRT, BOTH = "sqrt", "invsqrt", "both"
+
+
+# =========================================================================== configs
+
+
+def _lya_iters_option() -> Any:
+    return option(
+        8,
+        validator=integer(0, 1000),
+        help="iterations of the coupled Lyapunov sign iteration (cap when lya_tol is set); "
+        "thesis 000 Table 2.9 uses 8",
+    )
+
+
+def _lya_tol_option() -> Any:
+    return option(
+        None,
+        validator=optional(floating(0.0, min_open=True)),
+        help="stop a matrix's Lyapunov iteration once ||B_k - I||_F < lya_tol (Sec. 2.3.2); "
+        "converged matrices are frozen without a host sync; None: always lya_iters",
+    )
+
+
+def _backward_option() -> Any:
+    return option(
+        "lyapunov",
+        validator=one_of(("lyapunov", "exact")),
+        help="'lyapunov': iterative sign-function solver (Alg. 2); 'exact': solve the "
+        "Lyapunov equation through an eigendecomposition (Bartels-Stewart, Table 2.9)",
+    )
+
+
+def _scaling_option() -> Any:
+    return option(
+        "frobenius",
+        validator=one_of(SCALINGS),
+        help="pre-normalisation of forward and Lyapunov iteration: 'frobenius' (thesis, "
+        "Eq. 2.7) or 'spectral' (power-iteration estimate of ||A||_2, eigenflow extension)",
+    )
+
+
+def _pair(value: Any) -> Any:
+    """``5 -> (5, 5)``, ``[5, 4] -> (5, 4)``; anything else is left for the validator."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return tuple(value)
+    return value
+
+
+def _degree_pair(_inst: Any, attribute: Any, value: Any) -> None:
+    ok = isinstance(value, tuple) and len(value) == 2
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 30 for v in value)
+    ok = ok and value[0] + value[1] >= 1
+    if not ok:
+        raise ConfigError(
+            f"option {attribute.name!r} = {value!r} is invalid: expected [M, N] with integers "
+            "0 <= M, N <= 30 and M + N >= 1 (or one integer for [M, M])"
+        )
+
+
+@config
+class MPALyaConfig:
+    """Options of ``mpa-lya`` (thesis 000, Sec. 2.3-2.4).
+
+    Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5]
+    for our MPA"), 8 backward iterations (Table 2.9), Frobenius pre-normalisation (Eq. 2.7,
+    Eq. 2.10, Sec. 2.3.2).
+    """
+
+    degree: tuple[int, int] = option(
+        (5, 5),
+        converter=_pair,
+        validator=_degree_pair,
+        help="[M, N] degrees of the numerator P_M and denominator Q_N (Eq. 2.8-2.10)",
+    )
+    backward: str = _backward_option()
+    lya_iters: int = _lya_iters_option()
+    lya_tol: float | None = _lya_tol_option()
+    scaling: str = _scaling_option()
+
+
+@config
+class MTPLyaConfig:
+    """Options of ``mtp-lya`` (thesis 000, Sec. 2.3-2.4).
+
+    Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), 8 backward iterations
+    (Table 2.9), Frobenius pre-normalisation (Eq. 2.7).
+    """
+
+    degree: int = option(
+        11, validator=integer(1, 200), help="degree K of the matrix Taylor polynomial (Eq. 2.7)"
+    )
+    backward: str = _backward_option()
+    lya_iters: int = _lya_iters_option()
+    lya_tol: float | None = _lya_tol_option()
+    scaling: str = _scaling_option()
+
+
+@config
+class NSConfig:
+    """Options of ``ns`` (thesis 000, Eq. 2.3).
+
+    Default 5 iterations: "the NS iteration often takes 5 iterations to achieve reasonable
+    performances [148, 104]" (Sec. 2.1, the iSQRT-COV setting). Frobenius pre-normalisation
+    ``Y_0 = A / ||A||_F`` (Sec. 2.1).
+    """
+
+    iters: int = option(5, validator=integer(1, 200), help="Newton-Schulz iterations (Eq. 2.3)")
+    scaling: str = _scaling_option()
+
+
+@config
+class NSLyaConfig:
+    """Options of ``ns-lya`` (thesis 000, Eq. 2.49, Table 2.10).
+
+    Default 5 forward iterations, the NS setting of Sec. 2.1; 8 backward iterations (Table 2.9).
+    """
+
+    iters: int = option(
+        5, validator=integer(1, 200), help="one-variable Newton-Schulz iterations (Eq. 2.49)"
+    )
+    backward: str = _backward_option()
+    lya_iters: int = _lya_iters_option()
+    lya_tol: float | None = _lya_tol_option()
+    scaling: str = _scaling_option()
+
+
+@config
+class SVDLyaConfig:
+    """Options of ``svd-lya`` (thesis 000, Table 2.10; forward Eq. 3.2-3.3).
+
+    8 backward iterations (Table 2.9). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``)
+    keeping the square root of singular PSD input finite.
+    """
+
+    backward: str = _backward_option()
+    lya_iters: int = _lya_iters_option()
+    lya_tol: float | None = _lya_tol_option()
+    scaling: str = _scaling_option()
+    eps: float | None = option(
+        None,
+        validator=optional(floating(0.0, 1.0)),
+        help="relative eigenvalue floor eps * lambda_max (None: the dtype's machine epsilon; "
+        "0: no floor)",
+    )
+
+
+# =========================================================================== autograd
+
+
+# A forward returns (root or None, inverse root or None, eigenvalues or None,
+# eigenvectors or None); the eigenpairs of A, when known, serve the exact backward.
+ForwardResult = tuple[
+    torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None
+]
+ForwardFn = Callable[[torch.Tensor, str], ForwardResult]
+
+
+def _lyapunov_problem(
+    want: str,
+    root: torch.Tensor | None,
+    inv: torch.Tensor | None,
+    g_root: torch.Tensor | None,
+    g_inv: torch.Tensor | None,
+) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The Lyapunov equation ``B X + X B = C`` whose solution is ``dl/dA``.
+
+    Returns ``(which, B, C)`` with ``which`` naming ``B``: ``"root"`` or ``"inv"``.
+
+    - square root: ``B = A^(1/2)``, ``C = dl/dA^(1/2)`` (Eq. 2.13);
+    - inverse square root: ``B = A^(-1/2)``, ``C = -A^(-1) (dl/dA^(-1/2)) A^(-1)``
+      (Eq. 2.38, second line; 3 matrix products);
+    - both: ``B = A^(1/2)``, ``C = dl/dA^(1/2) - A^(-1/2) (dl/dA^(-1/2)) A^(-1/2)``
+      (Eq. 2.13 plus Eq. 2.38, first line: the equations are linear, one solve suffices).
+    """
+    if want == SQRT:
+        return "root", root, g_root
+    if want == INVSQRT:
+        a_inv = inv @ inv
+        return "inv", inv, -(a_inv @ g_inv @ a_inv)
+    C = torch.zeros_like(root) if g_root is None else g_root
+    if g_inv is not None:
+        C = C - inv @ g_inv @ inv
+    return "root", root, C
+
+
+class _LyapunovBackward(torch.autograd.Function):
+    """A forward given as a function, differentiated by solving the Lyapunov equation.
+
+    Not supported: ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``: no
+    ``setup_context``/vmap rule) and double backward (``once_differentiable``). Ordinary
+    autograd, any batch, CPU and CUDA are. The iterative backward is graph-capturable (matrix
+    products only, no host sync); ``backward="exact"`` calls ``torch.linalg.eigh``.
+    """
+
+    @staticmethod
+    def forward(ctx, A, forward_fn, want, opts):  # type: ignore[override]
+        root, inv, L, V = forward_fn(A, want)
+        ctx.want, ctx.opts = want, opts
+        ctx.save_for_backward(root, inv, L, V)
+        if want == SQRT:
+            return root
+        if want == INVSQRT:
+            return inv
+        return root, inv
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):  # type: ignore[override]
+        root, inv, L, V = ctx.saved_tensors
+        want, opts = ctx.want, ctx.opts
+        g_root = grads[0] if want in (SQRT, BOTH) else None
+        g_inv = grads[-1] if want in (INVSQRT, BOTH) else None
+        if g_root is None and g_inv is None:
+            return None, None, None, None
+        which, B, C = _lyapunov_problem(want, root, inv, g_root, g_inv)
+        if opts.backward == "exact":
+            if L is not None:
+                s = L.sqrt() if which == "root" else L.rsqrt()
+                X = lyapunov_exact_eig(s, V, C)
+            else:
+                X = lyapunov_exact(symmetrize(B), C)
+        else:
+            X = lyapunov_sign_solve(B, C, opts.lya_iters, opts.lya_tol, opts.scaling)
+        return X, None, None, None
+
+
+# =========================================================================== base
+
+
+class _MatFnSolver(Solver):
+    """Shared code of the solvers here: a forward computing what is asked for (``_forward``)
+    wrapped in :class:`_LyapunovBackward`. Subclasses implement :meth:`_forward`."""
+
+    def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _run(self, A: torch.Tensor, want: str) -> Any:
+        return _LyapunovBackward.apply(A, self._forward, want, self.config)
+
+    def _sqrt(self, A: torch.Tensor) -> torch.Tensor:
+        return self._run(A, SQRT)
+
+    def _invsqrt(self, A: torch.Tensor) -> torch.Tensor:
+        return self._run(A, INVSQRT)
+
+    def _sqrt_invsqrt(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._run(A, BOTH)
+
+
+def _normalised(A: torch.Tensor, scaling: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(I - A / s, s)``: the argument ``Z`` of the series and the per-matrix scale."""
+    s = normalising_scale(A, scaling)
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    return eye - A / s, s
+
+
+# =========================================================================== mpa-lya
+
+
+class MPALyaSolver(_MatFnSolver):
+    """Matrix Padé approximant forward with the iterative Lyapunov backward (MPA-Lya).
+
+    Forward (Algorithm 1): ``Z = I - A / ||A||_F``; ``P_M = I - sum_m p_m Z^m``,
+    ``Q_N = I - sum_n q_n Z^n`` (Eq. 2.10) with the ``[M, N]`` coefficients of Eq. 2.8-2.9
+    derived by :func:`eigenflow.core.pade.pade_coefficients`; ``A^(1/2)`` solves
+    ``Q_N X = sqrt(||A||_F) P_M`` (Eq. 2.11) and ``A^(-1/2)`` solves
+    ``P_M X = Q_N / sqrt(||A||_F)`` (Eq. 2.27): no explicit inverse, one batched LU solve per
+    factor (``torch.linalg.solve_ex`` without error checks, so no host sync). ``max(M, N) - 1``
+    matrix products.
+
+    Backward: the coupled Lyapunov sign iteration (Eq. 2.20-2.23) on ``A^(1/2)``, or on
+    ``A^(-1/2)`` with the right-hand side of Eq. 2.38-2.39 for the inverse square root
+    (``backward="exact"``: the eigendecomposition-based solution instead).
+
+    The backward is an approximation of the derivative of the true square root, not the
+    derivative of the Padé approximant (``exact_gradient = False``); it never divides by
+    eigenvalue differences, so it stays finite on repeated eigenvalues. See the docstring of
+    :class:`_LyapunovBackward` for what it does not support.
+    """
+
+    Config = MPALyaConfig
+    source = "000 (Song 2023), Sec. 2.3-2.4, Eq. 2.8-2.11, 2.20-2.23, 2.27, 2.38-2.39, Alg. 1-2"
+    exact_gradient: ClassVar[bool] = False
+    robust_gradient: ClassVar[bool] = True
+    # Measured max 1.0e-2 (cond <= 10, n <= 64, both dtypes: the Padé error dominates and
+    # grows with n under Frobenius scaling; 2e-2 at n = 128, 3.7e-2 at n = 256).
+    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 2e-2, torch.float64: 2e-2}
+
+    def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
+        m, n = self.config.degree
+        p, q = pade_coefficients(m, n)
+        Z, s = _normalised(A, self.config.scaling)
+        P, Q = matrix_polynomials(Z, [(1.0, *(-c for c in p)), (1.0, *(-c for c in q))])
+        root = inv = None
+        if want in (SQRT, BOTH):
+            root = torch.linalg.solve_ex(Q, P, check_errors=False)[0] * s.sqrt()
+            root = symmetrize(root)
+        if want in (INVSQRT, BOTH):
+            inv = torch.linalg.solve_ex(P, Q, check_errors=False)[0] * s.rsqrt()
+            inv = symmetrize(inv)
+        return root, inv, None, None
+
+
+# =========================================================================== mtp-lya
+
+
+class MTPLyaSolver(_MatFnSolver):
+    """Matrix Taylor polynomial forward with the iterative Lyapunov backward (MTP-Lya).
+
+    Forward (Algorithm 1): ``A^(1/2) = sqrt(||A||_F) (I - sum_{k=1}^K |binom(1/2, k)| Z^k)``
+    (Eq. 2.7) and ``A^(-1/2) = (I + sum_{k=1}^K |binom(-1/2, k)| Z^k) / sqrt(||A||_F)``
+    (Eq. 2.26), ``Z = I - A / ||A||_F``, each by Horner's rule (``K - 1`` matrix products per
+    function). The series converges slowly near ``z = 1`` (small eigenvalues of
+    ``A / ||A||_F``), so the forward error grows with the condition number and the size; see
+    the accuracy table in ``docs/matfn.rst``.
+
+    Backward as ``mpa-lya`` (``exact_gradient = False``, ``robust_gradient = True``).
+    """
+
+    Config = MTPLyaConfig
+    source = "000 (Song 2023), Sec. 2.3-2.4, Eq. 2.4-2.7, 2.24-2.26, 2.20-2.23, 2.38-2.39"
+    exact_gradient: ClassVar[bool] = False
+    robust_gradient: ClassVar[bool] = True
+    # Measured max 7.7e-2 (cond <= 10, n <= 64, both dtypes).
+    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-1, torch.float64: 1e-1}
+
+    def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
+        K = self.config.degree
+        Z, s = _normalised(A, self.config.scaling)
+        root = inv = None
+        if want in (SQRT, BOTH):
+            root = matrix_horner(Z, taylor_coefficients(0.5, K)) * s.sqrt()
+        if want in (INVSQRT, BOTH):
+            inv = matrix_horner(Z, taylor_coefficients(-0.5, K)) * s.rsqrt()
+        return root, inv, None, None
+
+
+# =========================================================================== ns
+
+
+def coupled_newton_schulz(
+    A: torch.Tensor, iters: int, scaling: str = "frobenius"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coupled Newton-Schulz iteration (thesis 000, Eq. 2.3) on ``A (B, n, n)``.
+
+    ``Y_0 = A / s``, ``Z_0 = I``; ``T = (3I - Z_k Y_k) / 2``, ``Y_{k+1} = Y_k T``,
+    ``Z_{k+1} = T Z_k``; returns ``(sqrt(s) Y_k, Z_k / sqrt(s))`` approximating
+    ``(A^(1/2), A^(-1/2))``. Differentiable by autograd (3 matrix products per iteration).
+    """
+    s = normalising_scale(A, scaling)
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    Y = A / s
+    Z = eye.expand_as(A)
+    for _ in range(iters):
+        T = 0.5 * (3.0 * eye - Z @ Y)
+        Y, Z = Y @ T, T @ Z
+    return Y * s.sqrt(), Z * s.rsqrt()
+
+
+class NSSolver(Solver):
+    """Coupled Newton-Schulz iteration (Eq. 2.3) with plain autograd backward: the iSQRT-COV
+    baseline of thesis 000.
+
+    The gradient is autograd's exact derivative of the finite iteration (``exact_gradient``),
+    including the normalisation; it is finite on repeated eigenvalues. Supports ``torch.func``
+    (pure tensor operations). Backward cost about ``4 + 10 x iters`` matrix products
+    (Table 2.2).
+    """
+
+    Config = NSConfig
+    source = "000 (Song 2023), Sec. 2.1, Eq. 2.3"
+    exact_gradient: ClassVar[bool] = True
+    robust_gradient: ClassVar[bool] = True
+    # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes).
+    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
+
+    def _sqrt_invsqrt(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return coupled_newton_schulz(A, self.config.iters, self.config.scaling)
+
+
+# =========================================================================== ns-lya
+
+
+class NSLyaSolver(_MatFnSolver):
+    """One-variable Newton-Schulz forward (Eq. 2.49) with the Lyapunov backward (NS-Lya).
+
+    ``Z_0 = I``, ``Z_{k+1} = (3 Z_k - Z_k^3 A / ||A||_F) / 2`` converges to
+    ``(A / ||A||_F)^(-1/2)`` (3 matrix products per iteration); ``A^(-1/2) = Z_k /
+    sqrt(||A||_F)`` and ``A^(1/2) = Z_k A / sqrt(||A||_F)`` (Proposition 2: ``Y_k = Z_k A /
+    ||A||_F``, one more product). Backward as ``mpa-lya`` (``exact_gradient = False``).
+    """
+
+    Config = NSLyaConfig
+    source = "000 (Song 2023), Sec. 2.5.6, Eq. 2.49-2.52, Table 2.10; Alg. 2"
+    exact_gradient: ClassVar[bool] = False
+    robust_gradient: ClassVar[bool] = True
+    # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes; same iterates as ``ns``).
+    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
+
+    def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
+        s = normalising_scale(A, self.config.scaling)
+        An = A / s
+        Z = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand_as(A)
+        for _ in range(self.config.iters):
+            Z = 0.5 * (3.0 * Z - Z @ Z @ Z @ An)
+        Z = symmetrize(Z)
+        root = symmetrize(Z @ A) * s.rsqrt() if want in (SQRT, BOTH) else None
+        inv = Z * s.rsqrt() if want in (INVSQRT, BOTH) else None
+        return root, inv, None, None
+
+
+# =========================================================================== svd-lya
+
+
+class SVDLyaSolver(_MatFnSolver):
+    """Eigendecomposition forward (``torch.linalg.eigh``, Eq. 3.2-3.3) with the Lyapunov
+    backward (SVD-Lya, Table 2.10).
+
+    Eigenvalues are floored at ``eps * lambda_max`` (config ``eps``) before the square root.
+    With ``backward="exact"`` the Lyapunov equation is solved with the forward's own
+    eigenpairs (no second decomposition), which is the exact derivative of the floored
+    square root: such an instance reports ``exact_gradient = True`` (the class attribute
+    describes the default ``backward="lyapunov"``, an approximation). The backward never
+    divides by eigenvalue differences (``robust_gradient``). Note that ``eigh`` cannot be
+    captured in a CUDA graph.
+    """
+
+    Config = SVDLyaConfig
+    source = "000 (Song 2023), Table 2.10, Eq. 3.2-3.3; backward Alg. 2 / Eq. 2.38-2.39"
+    exact_gradient: ClassVar[bool] = False
+    robust_gradient: ClassVar[bool] = True
+    # Measured max 1.0e-6 (float32) and 0 (float64) against float64 eigh (cond <= 10, n <= 64).
+    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-5, torch.float64: 1e-11}
+
+    def __init__(self, config: Any = None, **options: Any):
+        super().__init__(config, **options)
+        if self.config.backward == "exact":
+            self.exact_gradient = True  # type: ignore[misc] - per-instance promise
+
+    def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
+        L, V = torch.linalg.eigh(A)
+        eps = self.config.eps
+        L = eigenvalue_floor(L, torch.finfo(A.dtype).eps if eps is None else eps)
+        root = function_of_eigenpairs(L, V, torch.sqrt) if want in (SQRT, BOTH) else None
+        inv = function_of_eigenpairs(L, V, torch.rsqrt) if want in (INVSQRT, BOTH) else None
+        return root, inv, L, V
+
+
+# =========================================================================== registration
 
 
 @hookimpl
 def eigenflow_register(registry):
     """Registers this family's components."""
+    registry.add("solver", MPALyaSolver, name="mpa-lya")
+    registry.add("solver", MTPLyaSolver, name="mtp-lya")
+    registry.add("solver", NSSolver, name="ns")
+    registry.add("solver", NSLyaSolver, name="ns-lya")
+    registry.add("solver", SVDLyaSolver, name="svd-lya")

@@ -1,0 +1,398 @@
+"""Solvers of the matfn family: mpa-lya, mtp-lya, ns, ns-lya, svd-lya (thesis 000, Ch. 2).
+
+References are independent of the code under test: float64 ``torch.linalg.eigh``, the scalar
+versions of each forward applied to the eigenvalues (coefficients from ``scipy.special.binom``
+and ``scipy.interpolate.pade``), ``scipy.linalg.solve_continuous_lyapunov`` for the backward,
+``gradcheck`` where the gradient is exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _matfn_common import eig_invsqrt, eig_sqrt, rel_err, spd
+from scipy.interpolate import pade as scipy_pade
+from scipy.linalg import solve_continuous_lyapunov
+from scipy.special import binom
+
+import eigenflow as ef
+from eigenflow.core.errors import ConfigError, InputError
+
+SOLVERS = ["mpa-lya", "mtp-lya", "ns", "ns-lya", "svd-lya"]
+LYA_SOLVERS = ["mpa-lya", "mtp-lya", "ns-lya", "svd-lya"]
+DTYPES = [torch.float32, torch.float64]
+
+
+def solver(name, **opts):
+    return ef.create("solver", name, **opts)
+
+
+# --------------------------------------------------------------------------- scalar references
+
+
+def _series(alpha, K):
+    return np.array([(-1) ** k * binom(alpha, k) for k in range(K + 1)])
+
+
+def scalar_forward(name: str, lam: np.ndarray, scale: float, inverse: bool) -> np.ndarray:
+    """The scalar version of each default-config forward on normalised eigenvalues."""
+    x = lam / scale
+    z = 1.0 - x
+    if name == "mpa-lya":
+        num, den = scipy_pade(_series(0.5, 10), 5, 5)
+        r = num(z) / den(z)
+        return 1 / (np.sqrt(scale) * r) if inverse else np.sqrt(scale) * r
+    if name == "mtp-lya":
+        alpha = -0.5 if inverse else 0.5
+        r = np.polynomial.polynomial.polyval(z, _series(alpha, 11))
+        return r / np.sqrt(scale) if inverse else np.sqrt(scale) * r
+    if name == "ns":
+        y, w = x.copy(), np.ones_like(x)
+        for _ in range(5):
+            t = 0.5 * (3 - w * y)
+            y, w = y * t, t * w
+        return w / np.sqrt(scale) if inverse else y * np.sqrt(scale)
+    if name == "ns-lya":
+        w = np.ones_like(x)
+        for _ in range(5):
+            w = 0.5 * (3 * w - w**3 * x)
+        return w / np.sqrt(scale) if inverse else w * x * np.sqrt(scale)
+    assert name == "svd-lya"
+    return lam**-0.5 if inverse else np.sqrt(lam)
+
+
+def scalar_reference(name: str, A: torch.Tensor, inverse: bool) -> torch.Tensor:
+    L, V = torch.linalg.eigh(A.double())
+    out = []
+    for lam in L.reshape(-1, L.shape[-1]).numpy():
+        scale = float(np.sqrt((lam**2).sum()))  # ||A||_F
+        out.append(scalar_forward(name, lam, scale, inverse))
+    f = torch.from_numpy(np.stack(out)).reshape(L.shape)
+    return (V * f.unsqueeze(-2)) @ V.mT
+
+
+# --------------------------------------------------------------------------- registry, config
+
+
+def test_registered_with_thesis_defaults():
+    names = ef.list("solver")
+    for name in SOLVERS:
+        assert name in names
+        assert ef.get("solver", name).kind == "solver"
+    assert solver("mpa-lya").config.degree == (5, 5)
+    assert solver("mpa-lya", degree=[6, 4]).config.degree == (6, 4)
+    assert solver("mpa-lya", degree=3).config.degree == (3, 3)
+    assert solver("mtp-lya").config.degree == 11
+    assert solver("ns").config.iters == 5 and solver("ns-lya").config.iters == 5
+    for name in LYA_SOLVERS:
+        cfg = solver(name).config
+        assert (cfg.backward, cfg.lya_iters, cfg.lya_tol, cfg.scaling) == (
+            "lyapunov",
+            8,
+            None,
+            "frobenius",
+        )
+
+
+@pytest.mark.parametrize(
+    "name,opts,needle",
+    [
+        ("mpa-lya", {"degree": [0, 0]}, "degree"),
+        ("mpa-lya", {"degree": [5, 5, 5]}, "degree"),
+        ("mpa-lya", {"backward": "bartels"}, "backward"),
+        ("mtp-lya", {"scaling": "frobenious"}, "frobenius"),
+        ("ns-lya", {"lya_tol": -1.0}, "lya_tol"),
+        ("ns", {"iters": 0}, "iters"),
+        ("svd-lya", {"lya_iters": 2.5}, "lya_iters"),
+        ("ns", {"backward": "exact"}, "unknown option"),
+    ],
+)
+def test_bad_options_raise_config_error(name, opts, needle):
+    with pytest.raises(ConfigError, match=needle):
+        solver(name, **opts)
+
+
+def test_class_promises():
+    assert ef.get("solver", "ns").exact_gradient
+    for name in ["mpa-lya", "mtp-lya", "ns-lya", "svd-lya"]:
+        assert not ef.get("solver", name).exact_gradient
+    for name in SOLVERS:
+        assert ef.get("solver", name).robust_gradient
+        assert not ef.get("solver", name).provides_eigh
+    assert solver("svd-lya", backward="exact").exact_gradient
+    assert not solver("svd-lya").exact_gradient
+
+
+# --------------------------------------------------------------------------- forward
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("cond", [1e1, 1e4])
+def test_forward_matches_its_scalar_formula(name, cond):
+    # Each forward is a function of A: on the eigenvalues it is exactly the scalar formula.
+    A = spd((3,), 10, cond)
+    root, inv = solver(name).sqrt_invsqrt(A)
+    assert rel_err(root, scalar_reference(name, A, False)) < 1e-11
+    assert rel_err(inv, scalar_reference(name, A, True)) < 1e-9 * cond
+    assert rel_err(solver(name).sqrt(A), root) < 1e-14
+    assert rel_err(solver(name).invsqrt(A), inv) < 1e-14
+
+
+# Largest relative Frobenius error of sqrt against float64 eigh at n = 16, measured at the
+# default config (see docs/matfn.rst for the full table); the bounds leave ~2x margin.
+SQRT_BOUNDS = {
+    "mpa-lya": {1e1: 5e-3, 1e2: 6e-2, 1e4: 0.25, 1e8: 0.4},
+    "mtp-lya": {1e1: 6e-2, 1e2: 0.25, 1e4: 0.6, 1e8: 0.9},
+    "ns": {1e1: 1e-2, 1e2: 0.1, 1e4: 0.15, 1e8: 0.15},
+    "ns-lya": {1e1: 1e-2, 1e2: 0.1, 1e4: 0.15, 1e8: 0.15},
+    "svd-lya": {1e1: 1e-5, 1e2: 1e-5, 1e4: 1e-4, 1e8: 2e-3},
+}
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("cond", [1e1, 1e2, 1e4, 1e8])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sqrt_accuracy_over_condition_numbers(name, cond, dtype):
+    A64 = spd((2, 3), 16, cond)
+    root = solver(name).sqrt(A64.to(dtype))
+    assert root.dtype == dtype and root.shape == (2, 3, 16, 16)
+    assert torch.isfinite(root).all()
+    bound = SQRT_BOUNDS[name][cond]
+    if dtype == torch.float64 and name == "svd-lya":
+        bound = 1e-12
+    assert rel_err(root, eig_sqrt(A64)) < bound
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_rtol_promise(name, dtype):
+    cls = ef.get("solver", name)
+    for n, seed in [(2, 0), (8, 1), (32, 2), (64, 3)]:
+        A = spd((4,), n, 10.0, dtype, seed)
+        assert rel_err(cls().sqrt(A), eig_sqrt(A)) <= cls.forward_rtol[dtype]
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_invsqrt_accuracy_well_conditioned(name):
+    A = spd((4,), 16, 10.0)
+    bound = {"mpa-lya": 1e-2, "mtp-lya": 0.3, "ns": 3e-2, "ns-lya": 3e-2, "svd-lya": 1e-12}
+    assert rel_err(solver(name).invsqrt(A), eig_invsqrt(A)) < bound[name]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 33, 128, 256])
+def test_mpa_sizes(n):
+    A = spd((1,), n, 10.0, seed=n)
+    # Frobenius pre-normalisation puts the small eigenvalues of A/||A||_F closer to z = 1 as
+    # n grows; measured errors 0 (n=1), 4.6e-4, 8.6e-4, 4.9e-3, 2.0e-2, 3.7e-2 (spectral
+    # scaling: 0, 4.5e-4, 2.8e-4, 4.9e-4, 1.9e-3, 4.6e-3).
+    bound = {1: 1e-14, 2: 1e-3, 7: 2e-3, 33: 1e-2, 128: 4e-2, 256: 8e-2}[n]
+    assert rel_err(solver("mpa-lya").sqrt(A), eig_sqrt(A)) < bound
+    # The spectral scaling option is more accurate on every size > 1 (eigenflow extension).
+    if n > 1:
+        spectral = rel_err(solver("mpa-lya", scaling="spectral").sqrt(A), eig_sqrt(A))
+        assert spectral < rel_err(solver("mpa-lya").sqrt(A), eig_sqrt(A))
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_n_equal_one_is_exact(name):
+    A = torch.tensor([[[4.0]], [[0.25]], [[1e6]]], dtype=torch.float64)
+    root, inv = solver(name).sqrt_invsqrt(A)
+    torch.testing.assert_close(root, A.sqrt(), rtol=1e-13, atol=0)
+    torch.testing.assert_close(inv, A.rsqrt(), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3), (2, 1, 2)])
+def test_leading_batch_dims(name, batch):
+    A = spd(batch, 5, 10.0)
+    flat = A.reshape(-1, 5, 5)
+    s = solver(name)
+    root = s.sqrt(A)
+    assert root.shape == A.shape
+    each = torch.stack([s.sqrt(m) for m in flat]) if flat.shape[0] else flat
+    torch.testing.assert_close(root.reshape(-1, 5, 5), each, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("scaling", ["frobenius", "spectral"])
+def test_per_matrix_normalisation(name, scaling):
+    # A batch mixing scales 1e-3 and 1e3 gives what each matrix gives alone, forward and
+    # backward; and sqrt(cA) = sqrt(c) sqrt(A) (the normalisation makes each method scale-free).
+    opts = {} if name == "ns" and scaling == "frobenius" else {"scaling": scaling}
+    if name == "svd-lya":
+        opts = {"scaling": scaling}
+    s = solver(name, **opts)
+    base = spd((2,), 6, 50.0)
+    A = torch.stack([1e-3 * base[0], 1e3 * base[1]])
+    G = torch.randn(2, 6, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    X = A.clone().requires_grad_()
+    (s.sqrt(X) * G).sum().backward()
+    for i in range(2):
+        Xi = A[i : i + 1].clone().requires_grad_()
+        root = s.sqrt(Xi)
+        (root * G[i : i + 1]).sum().backward()
+        torch.testing.assert_close(s.sqrt(A)[i : i + 1], root.detach(), rtol=1e-12, atol=0)
+        torch.testing.assert_close(X.grad[i : i + 1], Xi.grad, rtol=1e-10, atol=0)
+    c = torch.tensor([1e-3, 1e3], dtype=torch.float64).view(2, 1, 1)
+    torch.testing.assert_close(s.sqrt(A), c.sqrt() * s.sqrt(base), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_float64_is_computed_in_float64(name):
+    A = spd((2,), 8, 10.0)
+    root = solver(name).sqrt(A)
+    assert root.dtype == torch.float64
+    # Float32 rounding would leave ~1e-7; float64 matches the scalar formula to ~1e-15.
+    assert rel_err(root, scalar_reference(name, A, False)) < 1e-12
+
+
+# --------------------------------------------------------------------------- backward
+
+
+def scipy_lyapunov(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    out = [solve_continuous_lyapunov(b, c) for b, c in zip(B.double().numpy(), C.double().numpy())]
+    return torch.from_numpy(np.stack(out))
+
+
+def grads_of(s, A, G_root=None, G_inv=None, want="sqrt"):
+    X = A.clone().requires_grad_()
+    if want == "sqrt":
+        (s.sqrt(X) * G_root).sum().backward()
+    elif want == "invsqrt":
+        (s.invsqrt(X) * G_inv).sum().backward()
+    else:
+        root, inv = s.sqrt_invsqrt(X)
+        ((root * G_root).sum() + (inv * G_inv).sum()).backward()
+    return X.grad
+
+
+@pytest.mark.parametrize("name", LYA_SOLVERS)
+@pytest.mark.parametrize("backward,iters,tol", [("lyapunov", 40, 1e-10), ("exact", 8, 1e-10)])
+def test_backward_solves_eq_2_13_and_2_38(name, backward, iters, tol):
+    # The gradient is the solution of the Lyapunov equation built on the forward's own output:
+    # Eq. 2.13 (sqrt), Eq. 2.38 (inverse: B = A^(-1/2), C = -A^-1 G A^-1), and their sum.
+    s = solver(name, backward=backward, lya_iters=iters)
+    A = spd((3,), 8, 20.0)
+    gen = torch.Generator().manual_seed(2)
+    G1 = torch.randn(3, 8, 8, generator=gen, dtype=torch.float64)
+    G2 = torch.randn(3, 8, 8, generator=gen, dtype=torch.float64)
+    root, inv = (t.detach() for t in s.sqrt_invsqrt(A))
+    ref_root = scipy_lyapunov(root, G1)
+    a_inv = inv @ inv
+    ref_inv = scipy_lyapunov(inv, -a_inv @ G2 @ a_inv)
+    assert rel_err(grads_of(s, A, G1), ref_root) < tol
+    assert rel_err(grads_of(s, A, G_inv=G2, want="invsqrt"), ref_inv) < 1e3 * tol
+    ref_both = ref_root + scipy_lyapunov(root, -inv @ G2 @ inv)
+    assert rel_err(grads_of(s, A, G1, G2, want="both"), ref_both) < 1e3 * tol
+
+
+@pytest.mark.parametrize("name", LYA_SOLVERS)
+def test_default_backward_close_to_exact_when_well_conditioned(name):
+    # 8 iterations (Table 2.9) on a well-conditioned 8x8 matrix: measured error ~1e-6.
+    A = spd((2,), 8, 4.0)
+    G = torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    exact = grads_of(solver(name, backward="exact"), A, G)
+    assert rel_err(grads_of(solver(name), A, G), exact) < 1e-4
+
+
+def test_backward_iterations_and_tolerance():
+    A = spd((2,), 16, 100.0)
+    G = torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    exact = grads_of(solver("mpa-lya", backward="exact"), A, G)
+    errors = [rel_err(grads_of(solver("mpa-lya", lya_iters=k), A, G), exact) for k in (5, 8, 10)]
+    assert errors == sorted(errors, reverse=True)
+    assert rel_err(grads_of(solver("mpa-lya", lya_iters=30), A, G), exact) < 1e-12
+    with_tol = grads_of(solver("mpa-lya", lya_iters=60, lya_tol=1e-9), A, G)
+    assert rel_err(with_tol, exact) < 1e-8
+
+
+def test_gradcheck_ns_autograd():
+    s = solver("ns")
+    A = spd((2,), 4, 5.0).requires_grad_()
+    assert torch.autograd.gradcheck(lambda X: s.sqrt_invsqrt(X, check=False), (A,))
+
+
+@pytest.mark.parametrize("fn", ["sqrt", "invsqrt", "sqrt_invsqrt"])
+def test_gradcheck_svd_lya_exact(fn):
+    s = solver("svd-lya", backward="exact")
+    A = spd((2,), 4, 5.0).requires_grad_()
+    # eigh reads one triangle: differentiate through the symmetrisation.
+    assert torch.autograd.gradcheck(lambda X: getattr(s, fn)(0.5 * (X + X.mT)), (A,))
+
+
+def test_mpa_exact_backward_is_the_true_sqrt_derivative():
+    # backward="exact" is the derivative of the exact square root (not of the Padé
+    # approximant): it matches a finite difference of the float64 eigh square root up to the
+    # forward's approximation error.
+    A = spd((1,), 5, 3.0)
+    E = spd((1,), 5, 2.0, seed=9)
+    h = 1e-6
+    fd = (eig_sqrt(A + h * E) - eig_sqrt(A - h * E)) / (2 * h)
+    G = torch.randn(1, 5, 5, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    grad = grads_of(solver("mpa-lya", backward="exact"), A, G)
+    assert abs(float((grad * E).sum() - (fd * G).sum())) < 1e-2 * float((fd * G).abs().sum())
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_bad_inputs_raise_input_error(name):
+    s = solver(name)
+    with pytest.raises(InputError, match="square"):
+        s.sqrt(torch.ones(3, 4, dtype=torch.float64))
+    with pytest.raises(InputError, match="symmetric"):
+        s.sqrt(torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
+    with pytest.raises(InputError, match="NaN"):
+        s.invsqrt(torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]]))
+    with pytest.raises(InputError, match="dtype"):
+        s.sqrt_invsqrt(torch.eye(3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_empty_batch(name):
+    A = torch.zeros(0, 4, 4, dtype=torch.float64, requires_grad=True)
+    root, inv = solver(name).sqrt_invsqrt(A)
+    assert root.shape == (0, 4, 4) and inv.shape == (0, 4, 4)
+    (root.sum() + inv.sum()).backward()
+    assert A.grad.shape == (0, 4, 4)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_singular_psd_sqrt_finite_with_finite_gradients(name, dtype):
+    gen = torch.Generator().manual_seed(7)
+    X = torch.randn(3, 8, 3, generator=gen, dtype=torch.float64)
+    A = (X @ X.mT).to(dtype)  # rank 3 of 8
+    A = torch.cat([A, torch.zeros(1, 8, 8, dtype=dtype)])  # and the zero matrix
+    leaf = A.clone().requires_grad_()
+    root = solver(name).sqrt(leaf)
+    assert torch.isfinite(root).all()
+    root.square().sum().backward()
+    assert torch.isfinite(leaf.grad).all()
+    bound = {"svd-lya": 1e-3}.get(name, 0.5)
+    assert rel_err(root[:3], eig_sqrt(A[:3])) < bound
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_repeated_eigenvalues_give_finite_gradients(name):
+    A = torch.eye(6, dtype=torch.float64).expand(2, 6, 6).clone()
+    A[1, :3, :3] *= 2.0  # two triple eigenvalues
+    leaf = A.clone().requires_grad_()
+    root, inv = solver(name).sqrt_invsqrt(leaf)
+    (root.sum() + inv.square().sum()).backward()
+    assert torch.isfinite(leaf.grad).all()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", SOLVERS)
+def test_cuda_matches_cpu(name):
+    A = spd((4,), 16, 10.0)
+    G = torch.randn(4, 16, 16, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    s = solver(name)
+    cpu = grads_of(s, A, G)
+    cuda = grads_of(s, A.cuda(), G.cuda())
+    torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(s.sqrt(A.cuda()).cpu(), s.sqrt(A), rtol=1e-10, atol=1e-12)
