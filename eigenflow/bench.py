@@ -170,8 +170,9 @@ class BenchSpec:
     Attributes
     ----------
     solvers
-        fnmatch patterns of registered solver names (``"svd*"``), optionally with options
-        (``"mpa-lya:degree=8"``, several with ``:``) to time a variant; ``("*",)`` is all.
+        fnmatch patterns of registered solver names (``"svd*"``; ``("*",)`` is all), or a name
+        with options to time a variant (``"mpa-lya:degree=6/6:lya_iters=4"``; ``/`` makes a
+        tuple).
         The peers (``torch.linalg.eigh``, ``torch.linalg.svd``) and ``ns`` always run.
     ops, batches, sizes, dtypes, devices, conds
         The grid: ``sqrt``/``invsqrt``/``eigh``; batch sizes ``B``; matrix sizes ``n``;
@@ -339,6 +340,8 @@ class Contender:
 
 
 def _parse_value(text: str) -> Any:
+    if "/" in text:  # a tuple: degree=6/6 -> (6, 6)
+        return tuple(_parse_value(part) for part in text.split("/"))
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -353,7 +356,10 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_solver_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"mpa-lya:degree=8:lya_iters=4"`` -> ``("mpa-lya", {"degree": 8, "lya_iters": 4})``."""
+    """``"mpa-lya:degree=6/6:lya_iters=4"`` -> ``("mpa-lya", {"degree": (6, 6), "lya_iters": 4})``.
+
+    Values are read as int, float, ``true``/``false``, ``none`` or text; ``a/b`` is a tuple.
+    """
     name, *parts = spec.strip().split(":")
     options = {}
     for part in parts:
@@ -496,38 +502,53 @@ def _detached(out: Any) -> Any:
     return tuple(o.detach() for o in out) if isinstance(out, (tuple, list)) else out.detach()
 
 
-def _measure_eager(case: _Case, spec: BenchSpec, row: dict[str, Any]) -> None:
-    """Fill ``row`` with eager timings and accuracy; on failure ``row['stage']`` says where.
+class _EagerRun:
+    """One contender's eager measurement at one grid point, advanced a repeat at a time so
+    that the contenders of a grid point can be interleaved (load changes on a shared machine
+    then hit them alike). ``row['stage']`` says where a failure happened."""
 
-    The first forward+backward is timed roughly to fit ``spec.max_time``; its output gives
-    the accuracy. Then warm-up, and the medians of forward, backward (after an untimed
-    forward) and forward+backward.
-    """
-    device = case.A.device
-    clock = _Clock(device)
-    row["stage"] = "forward"
-    _synchronize(device)
-    t0 = time.perf_counter()
-    out = case.forward()
-    row["stage"] = "backward"
-    case.backward(out)
-    _synchronize(device)
-    warmup, repeats = _plan_repeats((time.perf_counter() - t0) * 1e3, spec)
-    row["stage"] = "accuracy"
-    with torch.no_grad():
-        row.update(accuracy(case.op, _detached(out), case.A.detach()))
-    del out
-    row["stage"] = "warm-up"
-    for _ in range(warmup):
-        case.forward_backward()
-    row["repeats"] = repeats
-    row["stage"] = "forward"
-    row["fwd_ms"] = _median([clock.time(case.forward) for _ in range(repeats)])
-    row["stage"] = "backward"
-    row["bwd_ms"] = _median([clock.time(case.backward, setup=case.forward) for _ in range(repeats)])
-    row["stage"] = "forward+backward"
-    times = [clock.time(case.forward_backward) for _ in range(repeats)]
-    row["fwdbwd_ms"], row["fwdbwd_min_ms"] = _median(times), min(times)
+    def __init__(self, case: _Case, spec: BenchSpec, row: dict[str, Any]):
+        self.case, self.spec, self.row = case, spec, row
+        self.clock = _Clock(case.A.device)
+        self.times: dict[str, list[float]] = {"fwd_ms": [], "bwd_ms": [], "fwdbwd_ms": []}
+        self.repeats = 0
+
+    def prepare(self) -> None:
+        """First forward+backward (sizes the repeats to ``spec.max_time``; its output gives
+        the accuracy), then the warm-up calls."""
+        case, row, device = self.case, self.row, self.case.A.device
+        row["stage"] = "forward"
+        _synchronize(device)
+        t0 = time.perf_counter()
+        out = case.forward()
+        row["stage"] = "backward"
+        case.backward(out)
+        _synchronize(device)
+        warmup, self.repeats = _plan_repeats((time.perf_counter() - t0) * 1e3, self.spec)
+        row["stage"] = "accuracy"
+        with torch.no_grad():
+            row.update(accuracy(case.op, _detached(out), case.A.detach()))
+        del out
+        row["stage"] = "warm-up"
+        for _ in range(warmup):
+            case.forward_backward()
+        row["repeats"] = self.repeats
+
+    def step(self) -> None:
+        """One timed forward, backward (after an untimed forward) and forward+backward."""
+        case, row = self.case, self.row
+        row["stage"] = "forward"
+        self.times["fwd_ms"].append(self.clock.time(case.forward))
+        row["stage"] = "backward"
+        self.times["bwd_ms"].append(self.clock.time(case.backward, setup=case.forward))
+        row["stage"] = "forward+backward"
+        self.times["fwdbwd_ms"].append(self.clock.time(case.forward_backward))
+
+    def finish(self) -> None:
+        """Medians of the repeats (and the fastest forward+backward)."""
+        for column, values in self.times.items():
+            self.row[column] = _median(values)
+        self.row["fwdbwd_min_ms"] = min(self.times["fwdbwd_ms"])
 
 
 def _replay_ms(graph: torch.cuda.CUDAGraph, repeats: int) -> tuple[float, float]:
@@ -605,49 +626,84 @@ def _new_row(
     return row
 
 
-def _measure(
-    contender: Contender,
-    op: str,
-    A: torch.Tensor,
-    grads: tuple,
-    spec: BenchSpec,
-    mode: str,
-    row: dict[str, Any],
-) -> dict[str, Any]:
-    """One measurement; any exception becomes ``status`` ``error`` (or ``skipped`` when a
-    CUDA-graph capture fails) with the failing stage and message."""
-    try:
-        case = _Case(contender, op, A, grads)
-        if mode == GRAPH:
-            _measure_graph(case, spec, row)
-        else:
-            _measure_eager(case, spec, row)
-    except Exception as exc:
-        stage = row.get("stage") or "setup"
-        text = " ".join(str(exc).split())[:300]
-        if mode == GRAPH:
-            row["status"] = "skipped"
-            row["message"] = (
-                f"not capturable in a CUDA graph ({stage}): {type(exc).__name__}: {text}"
-            )
-            for key in (
-                "fwd_ms",
-                "fwdbwd_ms",
-                "fwdbwd_min_ms",
-                "bwd_ms",
-                "rel_err",
-                "rel_err_max",
-                "recon_err",
-            ):
-                row[key] = None
-        else:
-            row["status"] = "error"
-            row["message"] = f"{stage}: {type(exc).__name__}: {text}"
-        _recover(A.device)
+_MEASURED = (
+    "fwd_ms",
+    "fwdbwd_ms",
+    "fwdbwd_min_ms",
+    "bwd_ms",
+    "rel_err",
+    "rel_err_max",
+    "recon_err",
+)
+
+
+def _record_failure(row: dict[str, Any], exc: Exception, device: torch.device) -> None:
+    """Turn ``exc`` into an ``error`` row (``skipped`` for a failed CUDA-graph capture),
+    naming the stage that failed."""
+    stage = row.get("stage") or "setup"
+    text = " ".join(str(exc).split())[:300]
+    if row["mode"] == GRAPH:
+        row["status"] = "skipped"
+        row["message"] = f"not capturable in a CUDA graph ({stage}): {type(exc).__name__}: {text}"
+    else:
+        row["status"] = "error"
+        row["message"] = f"{stage}: {type(exc).__name__}: {text}"
+    for key in _MEASURED:
+        row[key] = None
+    _recover(device)
+
+
+def _close_row(row: dict[str, Any]) -> dict[str, Any]:
     row.pop("stage", None)
     if row["status"] == "ok" and row["rel_err"] is not None and not math.isfinite(row["rel_err"]):
         row["message"] = "non-finite values in the output"
     return row
+
+
+def _measure_point_eager(
+    contenders: list[Contender],
+    rows: list[dict[str, Any]],
+    op: str,
+    A: torch.Tensor,
+    grads: tuple,
+    spec: BenchSpec,
+) -> None:
+    """Eager measurements of ``contenders`` at one grid point, repeats interleaved
+    (repeat k of every contender before repeat k+1 of any); failures become error rows."""
+    runs: list[_EagerRun] = []
+    for contender, row in zip(contenders, rows):
+        try:
+            run = _EagerRun(_Case(contender, op, A, grads), spec, row)
+            run.prepare()
+        except Exception as exc:
+            _record_failure(row, exc, A.device)
+        else:
+            runs.append(run)
+    for k in range(spec.repeats):
+        for run in list(runs):
+            if k >= run.repeats:
+                continue
+            try:
+                run.step()
+            except Exception as exc:
+                _record_failure(run.row, exc, A.device)
+                runs.remove(run)
+    for run in runs:
+        run.finish()
+
+
+def _measure_point_graph(
+    contender: Contender,
+    row: dict[str, Any],
+    op: str,
+    A: torch.Tensor,
+    grads: tuple,
+    spec: BenchSpec,
+) -> None:
+    try:
+        _measure_graph(_Case(contender, op, A, grads), spec, row)
+    except Exception as exc:
+        _record_failure(row, exc, A.device)
 
 
 # --------------------------------------------------------------------------- the run
@@ -703,22 +759,19 @@ def _progress_line(row: dict[str, Any], index: int, total: int) -> str:
 
 
 def _plan(spec: BenchSpec, contenders: list[Contender]) -> list[tuple]:
-    """Measurements in run order: (device, dtype, cond, B, n, op, contender, mode)."""
+    """Grid points in run order: ``(device, dtype, cond, B, n, op, contenders, modes)``."""
     plan = []
     for device in spec.devices:
-        modes = (
-            (EAGER, GRAPH) if spec.cuda_graph and torch.device(device).type == "cuda" else (EAGER,)
-        )
+        cuda = torch.device(device).type == "cuda"
+        modes = (EAGER, GRAPH) if spec.cuda_graph and cuda else (EAGER,)
         for dtype in spec.dtypes:
             for cond in spec.conds:
                 for B in spec.batches:
                     for n in spec.sizes:
                         for op in spec.ops:
-                            for c in contenders:
-                                if op in c.ops:
-                                    plan.extend(
-                                        (device, dtype, cond, B, n, op, c, m) for m in modes
-                                    )
+                            chosen = [c for c in contenders if op in c.ops]
+                            if chosen:
+                                plan.append((device, dtype, cond, B, n, op, chosen, modes))
     return plan
 
 
@@ -761,27 +814,36 @@ def _run_plan(
     plan: list[tuple], spec: BenchSpec, progress: Callable[[str], None] | None
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    total = sum(len(point[6]) * len(point[7]) for point in plan)
     inputs: dict[tuple, tuple] = {}
-    for index, (device, dtype, cond, B, n, op, contender, mode) in enumerate(plan, 1):
+    for device, dtype, cond, B, n, op, contenders, modes in plan:
         key = (cond, B, n, op)
         if key not in inputs:
             inputs.clear()  # one input set alive at a time (large grids)
             inputs[key] = (make_spd(B, n, cond, spec.seed), _upstream(op, B, n, spec.seed))
         A64, grads64 = inputs[key]
-        dev, dt = torch.device(device), _DTYPES[dtype]
-        row = _new_row(contender, op, device, dtype, B, n, cond, mode)
+        dev = torch.device(device)
+        point_rows = {
+            mode: [_new_row(c, op, device, dtype, B, n, cond, mode) for c in contenders]
+            for mode in modes
+        }
         try:
-            A = A64.to(dev, dt)
-            grads = tuple(g.to(dev, dt) for g in grads64)
+            A = A64.to(dev, _DTYPES[dtype])
+            grads = tuple(g.to(dev, _DTYPES[dtype]) for g in grads64)
         except Exception as exc:
-            row.update(status="error", message=f"input: {type(exc).__name__}: {exc}")
-            _recover(dev)
+            for row in (r for mode_rows in point_rows.values() for r in mode_rows):
+                row["stage"] = "input"
+                _record_failure(row, exc, dev)
         else:
-            _measure(contender, op, A, grads, spec, mode, row)
+            _measure_point_eager(contenders, point_rows[EAGER], op, A, grads, spec)
+            for contender, row in zip(contenders, point_rows.get(GRAPH, [])):
+                _measure_point_graph(contender, row, op, A, grads, spec)
             del A, grads
-        rows.append(row)
-        if progress is not None:
-            progress(_progress_line(row, index, len(plan)))
+        for mode_rows in point_rows.values():
+            for row in mode_rows:
+                rows.append(_close_row(row))
+                if progress is not None:
+                    progress(_progress_line(row, len(rows), total))
     return rows
 
 
@@ -1104,7 +1166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=("*",),
         metavar="LIST",
         help="comma-separated fnmatch patterns of registered solvers, or "
-        "NAME:KEY=VALUE[:KEY=VALUE] for a configured variant (default: all); "
+        "NAME:KEY=VALUE[:KEY=VALUE] for a configured variant (a/b is a tuple; default: all); "
         f"{EIGH_PEER}, {SVD_PEER} and ns always run as peers",
     )
     grid.add_argument(

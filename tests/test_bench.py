@@ -124,9 +124,9 @@ def test_peers_are_correct():
 
 def test_parse_solver_spec():
     assert bench.parse_solver_spec("mpa-lya") == ("mpa-lya", {})
-    assert bench.parse_solver_spec("mpa-lya:degree=8:eps=1e-3:x=none:y=true:z=abc") == (
+    assert bench.parse_solver_spec("mpa-lya:degree=8/7:eps=1e-3:x=none:y=true:z=abc") == (
         "mpa-lya",
-        {"degree": 8, "eps": 1e-3, "x": None, "y": True, "z": "abc"},
+        {"degree": (8, 7), "eps": 1e-3, "x": None, "y": True, "z": "abc"},
     )
     with pytest.raises(ef.ConfigError, match="KEY=VALUE"):
         bench.parse_solver_spec("svd:eps")
@@ -330,6 +330,32 @@ def test_solver_failing_in_backward_is_an_error_row():
     )
     (row,) = bench.run_benchmark(spec, contenders=[contender])
     assert row["status"] == "error" and row["message"].startswith("backward:")
+
+
+def test_solver_failing_during_the_timed_repeats_is_an_error_row():
+    calls = {"n": 0}
+
+    def tires(op, A):
+        calls["n"] += 1
+        if calls["n"] > 2:  # the first call and the warm-up pass, the repeats do not
+            raise RuntimeError("tired")
+        return A * 2.0
+
+    contenders = [
+        bench.Contender("tires", "tires", False, frozenset({"sqrt"}), tires),
+        bench.Contender(
+            bench.EIGH_PEER, bench.EIGH_PEER, True, frozenset(bench.OPS), bench._peer_eigh
+        ),
+    ]
+    spec = bench.BenchSpec(
+        ops=("sqrt",), batches=(2,), sizes=(3,), devices=("cpu",), repeats=3, warmup=2
+    )
+    rows = bench.run_benchmark(spec, contenders=contenders)
+    tired, eigh = rows
+    assert tired["status"] == "error" and tired["message"] == "forward: RuntimeError: tired"
+    assert tired["fwd_ms"] is None and tired["rel_err"] is None
+    assert eigh["status"] == "ok" and eigh["repeats"] == 3
+    assert eigh["fwdbwd_min_ms"] <= eigh["fwdbwd_ms"]
 
 
 # --------------------------------------------------------------------------- command line
