@@ -642,6 +642,10 @@ def _record_failure(row: dict[str, Any], exc: Exception, device: torch.device) -
     naming the stage that failed."""
     stage = row.get("stage") or "setup"
     text = " ".join(str(exc).split())[:300]
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:  # e.g. a failed capture_end hiding the call that broke the capture
+        text += f" (raised while handling {type(cause).__name__}: "
+        text += " ".join(str(cause).split())[:200] + ")"
     if row["mode"] == GRAPH:
         row["status"] = "skipped"
         row["message"] = f"not capturable in a CUDA graph ({stage}): {type(exc).__name__}: {text}"
