@@ -489,13 +489,19 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def _plan_repeats(first_call_ms: float, spec: BenchSpec) -> tuple[int, int]:
-    """Warm-up calls left and repeats that fit ``spec.max_time`` (3 timed regions each)."""
-    budget_ms = spec.max_time * 1e3
-    per_round = max(first_call_ms, 1e-3) * 3.0
-    repeats = int(max(1, min(spec.repeats, budget_ms // per_round)))
-    warmup = int(max(0, min(spec.warmup - 1, budget_ms // max(first_call_ms, 1e-3) // 4)))
-    return warmup, repeats
+def _fit_repeats(call_ms: float, spec: BenchSpec) -> int:
+    """Repeats (3 timed regions each) that fit ``spec.max_time``; at least 1."""
+    per_round = max(call_ms, 1e-3) * 3.0
+    return int(max(1, min(spec.repeats, spec.max_time * 1e3 // per_round)))
+
+
+def _timed_call(run: Callable[[], Any], device: torch.device) -> float:
+    """Milliseconds of one synchronised call (for planning, not for the results)."""
+    _synchronize(device)
+    t0 = time.perf_counter()
+    run()
+    _synchronize(device)
+    return (time.perf_counter() - t0) * 1e3
 
 
 def _detached(out: Any) -> Any:
@@ -514,25 +520,29 @@ class _EagerRun:
         self.repeats = 0
 
     def prepare(self) -> None:
-        """First forward+backward (sizes the repeats to ``spec.max_time``; its output gives
-        the accuracy), then the warm-up calls."""
+        """First forward+backward (its output gives the accuracy), then the warm-up calls
+        (the first call counts as one; they stop early past half of ``spec.max_time``); the
+        last call's duration sizes the repeats to ``spec.max_time``."""
         case, row, device = self.case, self.row, self.case.A.device
         row["stage"] = "forward"
-        _synchronize(device)
-        t0 = time.perf_counter()
-        out = case.forward()
-        row["stage"] = "backward"
-        case.backward(out)
-        _synchronize(device)
-        warmup, self.repeats = _plan_repeats((time.perf_counter() - t0) * 1e3, self.spec)
+        outputs: list[Any] = []
+
+        def first() -> None:
+            outputs.append(case.forward())
+            row["stage"] = "backward"
+            case.backward(outputs[0])
+
+        last_ms = spent_ms = _timed_call(first, device)
         row["stage"] = "accuracy"
         with torch.no_grad():
-            row.update(accuracy(case.op, _detached(out), case.A.detach()))
-        del out
+            row.update(accuracy(case.op, _detached(outputs.pop()), case.A.detach()))
         row["stage"] = "warm-up"
-        for _ in range(warmup):
-            case.forward_backward()
-        row["repeats"] = self.repeats
+        for _ in range(self.spec.warmup - 1):
+            if spent_ms > self.spec.max_time * 500.0:
+                break
+            last_ms = _timed_call(case.forward_backward, device)
+            spent_ms += last_ms
+        self.repeats = row["repeats"] = _fit_repeats(last_ms, self.spec)
 
     def step(self) -> None:
         """One timed forward, backward (after an untimed forward) and forward+backward."""

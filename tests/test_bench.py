@@ -358,6 +358,29 @@ def test_solver_failing_during_the_timed_repeats_is_an_error_row():
     assert eigh["fwdbwd_min_ms"] <= eigh["fwdbwd_ms"]
 
 
+def test_max_time_reduces_the_repeats_of_a_slow_solver():
+    import time
+
+    def slow(op, A):
+        time.sleep(0.05)
+        return A * 2.0
+
+    contender = bench.Contender("slow", "slow", False, frozenset({"sqrt"}), slow)
+    spec = bench.BenchSpec(
+        ops=("sqrt",),
+        batches=(1,),
+        sizes=(2,),
+        devices=("cpu",),
+        repeats=10,
+        warmup=2,
+        max_time=0.3,
+    )
+    (row,) = bench.run_benchmark(spec, contenders=[contender])
+    assert row["status"] == "ok"
+    assert 1 <= row["repeats"] <= 2  # 0.3 s / (3 x >= 50 ms)
+    assert row["fwd_ms"] >= 50.0 and row["bwd_ms"] < row["fwd_ms"]
+
+
 # --------------------------------------------------------------------------- command line
 
 
