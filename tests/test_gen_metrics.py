@@ -357,3 +357,27 @@ def test_equivariance_error_from_given_frames():
         metric(x, predicted[:, :3])
     with pytest.raises(InputError, match="model"):
         metric(x)
+
+
+# =========================================================================== devices
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_on_cuda_match_cpu():
+    w, disentangled, rotated, _ = _codes(n=1000)
+    cuda = torch.device("cuda")
+    for metric in (gm.DisentanglementScore(), gm.MIG()):
+        for z in (disentangled, rotated):
+            cpu = metric(z, w)
+            gpu = metric(z.to(cuda), w.to(cuda))
+            assert gpu == pytest.approx(cpu, abs=1e-9)
+    g = torch.Generator().manual_seed(0)
+    J = torch.randn(6, 5, 3, dtype=torch.float64, generator=g)
+    assert gm.DtO()(J.to(cuda)) == pytest.approx(gm.DtO()(J), rel=1e-9)
+    x = torch.rand(4, 3, 1, 5, 5, generator=g)
+    p = torch.rand(4, 3, 1, 5, 5, generator=g)
+    k = torch.tensor([0, 1, 1, 0])
+    assert gm.EquivarianceError()(x.to(cuda), p.to(cuda), k=k.to(cuda)) == pytest.approx(
+        gm.EquivarianceError()(x, p, k=k), rel=1e-6
+    )

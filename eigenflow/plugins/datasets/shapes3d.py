@@ -171,16 +171,27 @@ def render_scenes(
     """
     t = pixel_centres(size)
     v, u = t[None, :, None].expand(1, size, size), t[None, None, :].expand(1, size, size)
+    # The background depends on two factors and the object on three: draw each distinct
+    # combination once and assemble the frames by lookup.
+    walls, wall_of = torch.unique(
+        torch.stack([floor_hue, wall_hue], 1).float(), dim=0, return_inverse=True
+    )
+    objects, object_of = torch.unique(
+        torch.stack([object_hue.float(), scale.float(), shape.float()], 1),
+        dim=0,
+        return_inverse=True,
+    )
     is_wall = v < HORIZON
     floor_value = 0.6 + 0.4 * (v - HORIZON) / (1 - HORIZON)
     wall_value = 0.9 - 0.15 * (HORIZON - v) / HORIZON
-    value = torch.where(is_wall, wall_value, floor_value)  # (1, H, W)
-    hue = torch.where(is_wall, wall_hue[:, None, None], floor_hue[:, None, None])
-    mask, obj_value = _object_layer(shape.long(), scale.float(), u, v)
-    hue = torch.where(mask, object_hue[:, None, None].float(), hue.float())
-    value = torch.where(mask, obj_value, value)
-    rgb = hsv_to_rgb(hue, SATURATION, value)  # (M, H, W, 3)
-    return rgb.permute(0, 3, 1, 2).clamp(0, 1)
+    bg_value = torch.where(is_wall, wall_value, floor_value)  # (1, H, W)
+    bg_hue = torch.where(is_wall, walls[:, 1, None, None], walls[:, 0, None, None])
+    background = hsv_to_rgb(bg_hue, SATURATION, bg_value).permute(0, 3, 1, 2)
+    mask, obj_value = _object_layer(objects[:, 2].long(), objects[:, 1], u, v)
+    obj_hue = objects[:, 0, None, None].expand_as(obj_value)
+    foreground = hsv_to_rgb(obj_hue, SATURATION, obj_value).permute(0, 3, 1, 2)
+    rgb = torch.where(mask[object_of, None], foreground[object_of], background[wall_of])
+    return rgb.clamp(0, 1)
 
 
 class Shapes3DLite(GeneratedDataset):
