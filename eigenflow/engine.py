@@ -448,9 +448,12 @@ class Trainer:
         self.eval_history.append(record)
         return record
 
-    def fit(self) -> dict[str, Any]:
-        """Train until ``config.steps``; returns a summary (final terms, timings, paths)."""
+    def fit(self, until: int | None = None) -> dict[str, Any]:
+        """Train until ``config.steps`` (or stop early after step ``until``, writing a
+        checkpoint, as an interruption would); returns a summary (final terms, timings,
+        paths)."""
         cfg = self.config
+        stop = cfg.steps if until is None else min(until, cfg.steps)
         if cfg.resume and self.checkpoint_path.exists():
             self.load_checkpoint()
             self._say(f"[train] resumed from {self.checkpoint_path} at step {self.step}")
@@ -459,12 +462,12 @@ class Trainer:
         window_t, window_s = start, self.step
         sums: dict[str, torch.Tensor] = {}
         try:
-            while self.step < cfg.steps:
+            while self.step < stop:
                 terms = self.train_step(self._batch(self.step))
                 self.step += 1
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.float()
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.log_every == 0 or self.step == stop:
                     n = self.step - window_s
                     means = {k: float(v) / n for k, v in sums.items()}
                     now = time.perf_counter()
@@ -473,7 +476,7 @@ class Trainer:
                     log.scalars(self.step, {f"train/{k}": v for k, v in means.items()})
                     self._progress(means, rate)
                     sums, window_t, window_s = {}, now, self.step
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < stop:
                     self.evaluate(log)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()

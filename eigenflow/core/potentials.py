@@ -157,7 +157,12 @@ def exact_laplacian(grad_z: torch.Tensor, z: torch.Tensor, *, create_graph: bool
     d = z.shape[-1]
     eye = torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, *z.shape)
     (rows,) = torch.autograd.grad(
-        grad_z, z, grad_outputs=eye, create_graph=create_graph, is_grads_batched=True
+        grad_z,
+        z,
+        grad_outputs=eye,
+        create_graph=create_graph,
+        retain_graph=True,
+        is_grads_batched=True,
     )
     # rows[i, b, j] = d^2 u_b / dz_i dz_j; the Laplacian is its trace over (i, j).
     return torch.diagonal(rows, dim1=0, dim2=2).sum(-1)
@@ -185,7 +190,12 @@ def hutchinson_laplacian(
     v = torch.randint(0, 2, (probes, *z.shape), device=z.device, generator=generator)
     v = v.to(z.dtype) * 2.0 - 1.0
     (hv,) = torch.autograd.grad(
-        grad_z, z, grad_outputs=v, create_graph=create_graph, is_grads_batched=True
+        grad_z,
+        z,
+        grad_outputs=v,
+        create_graph=create_graph,
+        retain_graph=True,
+        is_grads_batched=True,
     )
     return (hv * v).sum(-1).mean(0)
 
@@ -281,6 +291,11 @@ def hessian(grad_z: torch.Tensor, z: torch.Tensor, *, create_graph: bool) -> tor
     d = z.shape[-1]
     eye = torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, *z.shape)
     (rows,) = torch.autograd.grad(
-        grad_z, z, grad_outputs=eye, create_graph=create_graph, is_grads_batched=True
+        grad_z,
+        z,
+        grad_outputs=eye,
+        create_graph=create_graph,
+        retain_graph=True,
+        is_grads_batched=True,
     )
     return rows.transpose(0, 1)

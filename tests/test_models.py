@@ -1,0 +1,369 @@
+"""The VAE family, the potential-flow models and their math (KL terms, change of variables,
+Laplacians, PDE residuals), each against an independent reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
+
+import eigenflow as ef
+from eigenflow.core.kl import (
+    kl_categorical_uniform,
+    kl_diag_normal_std,
+    kl_fullcov_normal_std,
+    log_normal_diag,
+    log_normal_fullcov,
+    log_normal_std,
+)
+from eigenflow.core.potentials import (
+    PotentialFamily,
+    exact_laplacian,
+    hj_residual,
+    hutchinson_laplacian,
+    potential_derivatives,
+    wave_residual,
+)
+
+D64 = torch.float64
+MODELS = ["vae", "beta-vae", "beta-vae-fullcov", "pde-vae", "ffvae"]
+
+
+def _random_tril(b: int, d: int, gen: torch.Generator) -> torch.Tensor:
+    tril = torch.randn(b, d, d, dtype=D64, generator=gen).tril(-1) * 0.5
+    return tril + torch.diag_embed(torch.rand(b, d, dtype=D64, generator=gen) + 0.3)
+
+
+# --------------------------------------------------------------------------- KL terms
+
+
+def test_kl_diag_matches_torch_distributions_and_monte_carlo():
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(5, 4, dtype=D64, generator=gen)
+    logvar = torch.randn(5, 4, dtype=D64, generator=gen) * 0.5
+    ours = kl_diag_normal_std(mu, logvar)
+    q = Normal(mu, torch.exp(0.5 * logvar))
+    ref = kl_divergence(q, Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    z = q.sample((50_000,))
+    logr = log_normal_diag(z, mu, logvar) - log_normal_std(z)
+    mc, err = logr.mean(0), logr.std(0) / math.sqrt(z.shape[0])
+    assert torch.all((mc - ours).abs() < 5 * err)
+
+
+def test_kl_fullcov_matches_torch_distributions_and_monte_carlo():
+    gen = torch.Generator().manual_seed(1)
+    mu = torch.randn(3, 4, dtype=D64, generator=gen)
+    tril = _random_tril(3, 4, gen)
+    ours = kl_fullcov_normal_std(mu, tril)
+    q = MultivariateNormal(mu, scale_tril=tril)
+    prior = MultivariateNormal(torch.zeros(4, dtype=D64), torch.eye(4, dtype=D64))
+    torch.testing.assert_close(ours, kl_divergence(q, prior), rtol=1e-12, atol=1e-12)
+    z = q.sample((50_000,))
+    torch.testing.assert_close(log_normal_fullcov(z[:5], mu, tril), q.log_prob(z[:5]))
+    logr = log_normal_fullcov(z, mu, tril) - log_normal_std(z)
+    mc, err = logr.mean(0), logr.std(0) / math.sqrt(z.shape[0])
+    assert torch.all((mc - ours).abs() < 5 * err)
+
+
+def test_kl_categorical_uniform_matches_torch():
+    logits = torch.randn(6, 5, dtype=D64)
+    ref = kl_divergence(
+        Categorical(logits=logits), Categorical(logits=torch.zeros(6, 5, dtype=D64))
+    )
+    torch.testing.assert_close(kl_categorical_uniform(logits), ref)
+
+
+# --------------------------------------------------------------------------- potentials
+
+
+@pytest.fixture
+def field():
+    torch.manual_seed(0)
+    return PotentialFamily(3, 4, hidden=16, time_dim=8).double()
+
+
+def _one_potential(field, i, t, w):
+    return lambda z: field(z[None], t[i : i + 1], w[i : i + 1]).sum()
+
+
+def test_exact_laplacian_is_hessian_trace(field):
+    z = torch.randn(5, 4, dtype=D64, requires_grad=True)
+    t = torch.rand(5, dtype=D64) * 6
+    w = torch.rand(5, 3, dtype=D64)
+    (g,) = torch.autograd.grad(field(z, t, w).sum(), z, create_graph=True)
+    lap = exact_laplacian(g, z, create_graph=False)
+    ref = torch.stack(
+        [
+            torch.autograd.functional.hessian(_one_potential(field, i, t, w), z[i].detach()).trace()
+            for i in range(5)
+        ]
+    )
+    torch.testing.assert_close(lap, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_hutchinson_laplacian_is_unbiased(field):
+    z = torch.randn(3, 4, dtype=D64, requires_grad=True)
+    t = torch.full((3,), 2.0, dtype=D64)
+    w = torch.eye(3, dtype=D64)
+    (g,) = torch.autograd.grad(field(z, t, w).sum(), z, create_graph=True)
+    exact = exact_laplacian(g, z, create_graph=False)
+    n = 20_000
+    est = hutchinson_laplacian(
+        g, z, probes=n, create_graph=False, generator=torch.Generator().manual_seed(3)
+    )
+    hess = torch.stack(
+        [
+            torch.autograd.functional.hessian(_one_potential(field, i, t, w), z[i].detach())
+            for i in range(3)
+        ]
+    )
+    # Var(v^T H v) for Rademacher v is 2 * sum_{i != j} H_ij^2.
+    off = hess - torch.diag_embed(torch.diagonal(hess, dim1=-2, dim2=-1))
+    stderr = torch.sqrt(2 * off.square().sum((-2, -1)) / n)
+    assert torch.all((est - exact).abs() < 5 * stderr + 1e-12)
+    assert not torch.allclose(
+        hutchinson_laplacian(g, z, probes=1, create_graph=False), exact
+    )  # a real estimate
+
+
+def test_time_derivatives_and_residuals_match_finite_differences(field):
+    z = torch.randn(4, 4, dtype=D64)
+    t = torch.rand(4, dtype=D64) * 5 + 0.5
+    w = torch.softmax(torch.randn(4, 3, dtype=D64), -1)
+    step = potential_derivatives(field, z, t, w)
+    h = 1e-4
+    u = lambda tt: field(z, tt, w)  # noqa: E731
+    du = (u(t + h) - u(t - h)) / (2 * h)
+    d2u = (u(t + h) - 2 * u(t) + u(t - h)) / h**2
+    torch.testing.assert_close(step.du_dt, du, rtol=1e-6, atol=1e-8)
+    c = torch.tensor(1.3, dtype=D64)
+    res, wstep = wave_residual(field, z, t, w, c)
+    torch.testing.assert_close(res, d2u - c**2 * step.laplacian, rtol=1e-4, atol=1e-6)
+    f = -torch.rand(4, dtype=D64)
+    torch.testing.assert_close(
+        hj_residual(step, f), du + 0.5 * step.grad_z.square().sum(-1) - f, rtol=1e-6, atol=1e-8
+    )
+    torch.testing.assert_close(wstep.grad_z, step.grad_z)
+
+
+def test_force_field_is_non_positive():
+    force = PotentialFamily(2, 3, hidden=8, time_dim=4, squared_negative=True)
+    out = force.all(torch.randn(50, 3), torch.rand(50) * 4)
+    assert out.shape == (50, 2) and torch.all(out <= 0)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _sequence_batch(b=4, steps=3, shape=(1, 8, 8), dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, steps + 1, *shape, generator=gen).to(dtype)
+    k = torch.arange(b) % 3
+    return {"x": x, "k": k}
+
+
+@pytest.mark.parametrize(
+    ("name", "architecture"),
+    [(name, "mlp") for name in MODELS] + [("vae", "conv"), ("ffvae", "conv")],
+)
+def test_every_model_trains_on_sequences(name, architecture):
+    torch.manual_seed(0)
+    model = ef.create(
+        "model", name, input_shape=[1, 8, 8], latent_dim=3, hidden=16, architecture=architecture
+    )
+    batch = _sequence_batch()
+    out = model.loss(batch)
+    assert "loss" in out and all(torch.isfinite(v) for v in out.values())
+    out["loss"].backward()
+    grads = [p.grad for p in model.encoder.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    with torch.no_grad():
+        pred = model.predict_sequence(batch["x"], batch["k"])
+    assert pred.shape == batch["x"].shape
+    assert model.sample(2).shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_run_in_float64(name):
+    torch.manual_seed(0)
+    model = ef.create("model", name, input_shape=[5], latent_dim=2, hidden=8).double()
+    out = model.loss(_sequence_batch(shape=(5,), dtype=D64))
+    assert out["loss"].dtype == D64 and torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_log_px_given_z_matches_torch_distributions(likelihood):
+    torch.manual_seed(0)
+    model = ef.create(
+        "model",
+        "vae",
+        input_shape=[6],
+        latent_dim=2,
+        hidden=8,
+        likelihood=likelihood,
+        decoder_std=0.7,
+    ).double()
+    x = torch.rand(3, 6, dtype=D64)
+    z = torch.randn(5, 3, 2, dtype=D64)  # 5 importance samples for 3 items
+    logits = model.decoder(z.reshape(-1, 2)).reshape(5, 3, 6)
+    if likelihood == "bernoulli":
+        ref = -torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
+    else:
+        ref = Normal(logits, 0.7).log_prob(x).sum(-1)
+    torch.testing.assert_close(model.log_px_given_z(x, z), ref)
+
+
+def test_fullcov_posterior_reparameterisation_and_kl():
+    torch.manual_seed(0)
+    model = ef.create(
+        "model", "beta-vae-fullcov", input_shape=[6], latent_dim=3, hidden=8, beta=1.0
+    ).double()
+    x = torch.rand(2, 6, dtype=D64)
+    mu, tril = model.encode(x)
+    assert torch.equal(tril, tril.tril()) and torch.all(torch.diagonal(tril, 0, -2, -1) > 0)
+    assert torch.any(tril.tril(-1) != 0)
+    n = 20_000
+    samples = model.reparameterize((mu.repeat(n, 1), tril.repeat(n, 1, 1))).view(n, 2, 3)
+    cov = torch.einsum("nbi,nbj->bij", samples - mu, samples - mu) / samples.shape[0]
+    torch.testing.assert_close(cov, tril @ tril.mT, atol=0.05, rtol=0.1)
+    q = model.posterior(x)
+    torch.testing.assert_close(
+        model.kl((mu, tril)),
+        kl_divergence(q, MultivariateNormal(torch.zeros(3, dtype=D64), torch.eye(3, dtype=D64))),
+    )
+
+
+def _ffvae(**opts):
+    torch.manual_seed(0)
+    return ef.create(
+        "model",
+        "ffvae",
+        input_shape=[5],
+        latent_dim=3,
+        hidden=8,
+        potential_hidden=16,
+        time_dim=8,
+        **opts,
+    ).double()
+
+
+def _flow_reference(model, z0, logq0, w, steps):
+    """log q_t by the exact Jacobian of z -> z + grad u(z, t), one sample at a time."""
+    logq, z = logq0.clone(), z0.clone()
+    for t in range(1, steps + 1):
+        tt = torch.full((z.shape[0],), float(t), dtype=D64)
+
+        def update(zi, i, tt=tt):
+            zi = zi.unsqueeze(0)
+            step = potential_derivatives(
+                model.potentials, zi, tt[i : i + 1], w[i : i + 1], laplacian=None
+            )
+            return (zi + step.grad_z).squeeze(0)
+
+        jac = torch.stack(
+            [
+                torch.autograd.functional.jacobian(lambda v, i=i: update(v, i), z[i])
+                for i in range(z.shape[0])
+            ]
+        )
+        logq = logq - torch.linalg.slogdet(jac).logabsdet
+        z = torch.stack([update(z[i], i) for i in range(z.shape[0])]).detach()
+    return z, logq
+
+
+def test_change_of_variables_logdet_matches_exact_jacobian():
+    model = _ffvae(density_update="logdet")
+    z0 = torch.randn(4, 3, dtype=D64, requires_grad=True)
+    logq0, logp0 = torch.zeros(4, dtype=D64), torch.zeros(4, dtype=D64)
+    w = torch.eye(3, dtype=D64)[[0, 1, 2, 0]]
+    flow = model.posterior_flow(z0, logq0, logp0, w, steps=3)
+    z_ref, logq_ref = _flow_reference(model, z0.detach(), logq0, w, 3)
+    torch.testing.assert_close(flow["z"][-1], z_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(flow["logq"][-1], logq_ref, rtol=1e-10, atol=1e-12)
+    assert torch.any(logq_ref.abs() > 1e-4)  # the flow does change the density
+
+
+def test_laplacian_density_update_is_first_order_in_the_potential():
+    """log|1 + tr H| and log|det(I + H)| agree up to O(|H|^2) (Eq. 4.25)."""
+    errs = []
+    for eps in (1e-1, 1e-2):
+        model = _ffvae()
+        with torch.no_grad():
+            for p in (model.potentials.out.weight, model.potentials.out.bias):
+                p.mul_(eps * 20)
+        z0 = torch.randn(
+            4, 3, dtype=D64, generator=torch.Generator().manual_seed(1), requires_grad=True
+        )
+        zeros = torch.zeros(4, dtype=D64)
+        w = torch.eye(3, dtype=D64)[[0, 1, 2, 1]]
+        lap = model.posterior_flow(z0, zeros, zeros, w, steps=1)["logq"][-1]
+        _, exact = _flow_reference(model, z0.detach(), zeros, w, 1)
+        errs.append((lap - exact).abs().max().item())
+        assert exact.abs().max() > 0
+    assert errs[1] < errs[0] / 30  # quadratic: ratio about 100
+
+
+def test_ffvae_hutchinson_option_trains():
+    model = _ffvae(laplacian="hutchinson", hutchinson_probes=2)
+    out = model.loss(_sequence_batch(shape=(5,), dtype=D64))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert model.potentials.space.weight.grad is not None
+
+
+def test_ffvae_weak_supervision_has_categorical_kl_and_ignores_labels():
+    model = _ffvae(supervision="weak")
+    batch = _sequence_batch(shape=(5,), dtype=D64)
+    out = model.loss(batch["x"])  # no k needed
+    assert "kl_k" in out and out["kl_k"] >= 0
+    w = model.flow_weights(batch["x"], None)
+    assert torch.equal(w.sum(-1), torch.ones(4, dtype=D64))
+
+
+def test_switching_and_superposition_paths():
+    model = _ffvae()
+    z0 = torch.randn(2, 3, dtype=D64)
+    w_all = torch.ones(2, 3, dtype=D64)
+    sup = model.traverse(z0, w_all, 1)
+    grads = [
+        potential_derivatives(
+            model.potentials,
+            z0,
+            torch.ones(2, dtype=D64),
+            torch.eye(3, dtype=D64)[[j, j]],
+            laplacian=None,
+        ).grad_z
+        for j in range(3)
+    ]
+    torch.testing.assert_close(sup[1] - sup[0], sum(grads))
+    switch = torch.zeros(4, 2, 3, dtype=D64)
+    switch[:2, :, 0], switch[2:, :, 2] = 1.0, 1.0
+    path = model.traverse(z0, switch, 4)
+    first = model.traverse(z0, torch.eye(3, dtype=D64)[[0, 0]], 2)
+    torch.testing.assert_close(path[:3], first)
+    assert path.shape == (5, 2, 3)
+
+
+def test_vae_latent_update_is_zero():
+    model = ef.create("model", "vae", input_shape=[5], latent_dim=2, hidden=8)
+    z0 = torch.randn(3, 2)
+    assert torch.equal(model.traverse(z0, None, 4), z0.expand(5, 3, 2))
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = _ffvae()
+    with pytest.raises(ef.InputError, match="label k"):
+        model.loss(torch.rand(2, 3, 5, dtype=D64))
+    with pytest.raises(ef.InputError, match="trailing shape"):
+        model.loss({"x": torch.rand(2, 3, 7, dtype=D64), "k": torch.zeros(2)})
+    with pytest.raises(ef.InputError, match="sequences"):
+        model.loss({"x": torch.rand(2, 5, dtype=D64), "k": torch.zeros(2)})
+    with pytest.raises(ef.ConfigError, match="input_shape"):
+        ef.create("model", "vae", input_shape=[0, 3])
+    with pytest.raises(ef.ConfigError, match="divisible by 4"):
+        ef.create("model", "vae", input_shape=[1, 6, 6], architecture="conv")
