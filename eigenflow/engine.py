@@ -203,11 +203,10 @@ class _ScalarLog:
                 writer.writerow([step, name, f"{value:.8g}"])
 
     def images(self, step: int, name: str, images: torch.Tensor) -> None:
-        """Log ``(N, C, H, W)`` images in ``[0, 1]`` as a grid (TensorBoard only)."""
+        """Log ``(N, C, H, W)`` images in ``[0, 1]`` (TensorBoard only; the CSV log keeps
+        scalars)."""
         if self.active and self.writer is not None:
-            from torchvision.utils import make_grid  # pragma: no cover - optional
-
-            self.writer.add_image(name, make_grid(images.clamp(0, 1)), step)  # pragma: no cover
+            self.writer.add_images(name, images.detach().float().clamp(0, 1).cpu(), step)
 
     def close(self) -> None:
         if self.writer is not None:

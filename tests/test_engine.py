@@ -236,3 +236,44 @@ def test_train_pipeline_runs_a_model_on_a_registered_dataset(tmp_path):
     test = result["stages"][0]["result"]["test"]
     assert np.isfinite(test["log_likelihood"]) and np.isfinite(test["test_loss"])
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "result.json").exists()
+
+
+def test_tensorboard_scalars_and_image_grids_when_available(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            calls.append(("init", log_dir))
+
+        def add_scalar(self, name, value, step):
+            calls.append(("scalar", name, step))
+
+        def add_images(self, name, images, step):
+            calls.append(("images", name, tuple(images.shape), step))
+
+        def close(self):
+            calls.append(("close",))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+
+    def eval_fn(model, step):
+        return {"score": 1.0, "grid": torch.rand(4, 1, 5, 5)}
+
+    summary = Trainer(
+        Regression(),
+        _data(),
+        steps=4,
+        batch_size=8,
+        log_every=2,
+        quiet=True,
+        out_dir=tmp_path,
+        eval_fn=eval_fn,
+    ).fit()
+    assert summary["log"] == "tensorboard" and not (tmp_path / "metrics.csv").exists()
+    assert ("scalar", "train/loss", 2) in calls and ("scalar", "eval/score", 4) in calls
+    assert ("images", "eval/grid", (4, 1, 5, 5), 4) in calls and calls[-1] == ("close",)

@@ -367,3 +367,24 @@ def test_bad_inputs_raise_clear_errors():
         ef.create("model", "vae", input_shape=[0, 3])
     with pytest.raises(ef.ConfigError, match="divisible by 4"):
         ef.create("model", "vae", input_shape=[1, 6, 6], architecture="conv")
+
+
+def test_pipeline_measurements_agree_with_the_metric_plugins():
+    """ffvae-digits' own Eq. 4.15 and IWAE code against the independent metric module."""
+    gen_metrics = pytest.importorskip("eigenflow.plugins.gen_metrics")
+    from eigenflow.plugins.models.pipelines import (
+        equivariance_error,
+        importance_weighted_log_likelihood,
+    )
+
+    model = _ffvae()
+    batch = _sequence_batch(b=6, shape=(5,), dtype=D64)
+    x, k = batch["x"], batch["k"]
+    ours = equivariance_error(model, x, k)
+    theirs = gen_metrics.EquivarianceError().per_sequence(x, model=model, k=k)
+    torch.testing.assert_close(ours, theirs)
+    frames = x.reshape(-1, 5)
+    torch.manual_seed(0)
+    ll = importance_weighted_log_likelihood(model, frames, samples=40, chunk=20)
+    ref = gen_metrics.LogLikelihood(samples=40, chunk=20, seed=0).per_item(model, frames)
+    torch.testing.assert_close(ll, ref)
