@@ -213,6 +213,9 @@ def _qr_step(
     n = d.shape[-1]
     bulge = torch.zeros_like(d[:, 0])
     size_two = (hi - lo) == 1
+    # exact rotation of two-by-two blocks, from the block's entries before the step (the
+    # rotations at k < lo leave a matrix untouched)
+    jc, js = _jacobi_rotation(_pick(d, lo), _pick(e, lo), _pick(d, lo + 1))
     for k in range(k_start, k_stop):
         start = lo == k
         active = (lo <= k) & (k < hi)
@@ -226,7 +229,6 @@ def _qr_step(
         r_safe = torch.where(ok, r, 1.0)
         c = torch.where(ok, x / r_safe, 1.0)
         s = torch.where(ok, z / r_safe, 0.0)
-        jc, js = _jacobi_rotation(a, f, b)
         exact = start & size_two
         c = torch.where(exact, jc, c)
         s = torch.where(exact, js, s)
