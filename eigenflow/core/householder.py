@@ -89,13 +89,19 @@ def compact_wy(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def householder_columns(
-    vectors: torch.Tensor, columns: int, signs: torch.Tensor | None = None
+    vectors: torch.Tensor,
+    columns: int,
+    signs: torch.Tensor | None = None,
+    block: int | None = 64,
 ) -> torch.Tensor:
     """The first ``columns`` columns of ``H(h_1) ... H(h_m) diag(signs)`` by compact WY.
 
-    ``Q E = E - Y T (Y^T E)`` with ``E = I[:, :columns]`` and ``Y^T E = Y[:columns, :]^T``, so
-    the cost is ``O(d m^2 + m^2 c + d m c)`` for ``c`` columns: a low-rank projector needs only
-    its ``c`` leading singular vectors.
+    ``Q E = E - Y T (Y^T E)`` with ``E = I[:, :c]`` (Theorem 6). With ``block = b < m`` the
+    reflectors are grouped in ``ceil(m / b)`` consecutive blocks, each in compact WY form, and
+    the blocks are applied to ``E`` from the last to the first:
+    ``Q E = (I - Y_1 T_1 Y_1^T) (... ((I - Y_k T_k Y_k^T) E))``. This costs ``O(m d (b + c))``
+    instead of ``O(d m^2 + m^2 c + d m c)`` for one block, with ``ceil(m / b)`` sequential
+    steps; the backward is plain autograd through matrix products and triangular solves.
 
     Parameters
     ----------
@@ -105,23 +111,32 @@ def householder_columns(
         Number ``c`` of leading columns, ``1 <= c <= d``.
     signs
         Optional ``(..., d)`` column signs (only the first ``c`` are used).
+    block
+        Reflectors per WY block (``None``: one block of all ``m``).
 
     Returns
     -------
     torch.Tensor
         ``(..., d, c)`` with orthonormal columns.
     """
-    Y, T_inv = compact_wy(vectors)
-    d = Y.shape[-2]
-    E = torch.eye(d, columns, dtype=Y.dtype, device=Y.device)
-    TYtE = torch.linalg.solve_triangular(T_inv, Y[..., :columns, :].mT, upper=True)
-    Q = E - Y @ TYtE
+    m, d = vectors.shape[-2:]
+    b = m if block is None else max(1, min(block, m))
+    Q = torch.eye(d, columns, dtype=vectors.dtype, device=vectors.device)
+    for start in range(((m - 1) // b) * b, -1, -b):
+        Y, T_inv = compact_wy(vectors[..., start : start + b, :])
+        if start == ((m - 1) // b) * b:  # first application: Y^T E is a slice of Y
+            YtQ = Y[..., :columns, :].mT
+        else:
+            YtQ = Y.mT @ Q
+        Q = Q - Y @ torch.linalg.solve_triangular(T_inv, YtQ, upper=True)
     return Q if signs is None else Q * signs[..., None, :columns]
 
 
-def householder_matrix(vectors: torch.Tensor, signs: torch.Tensor | None = None) -> torch.Tensor:
+def householder_matrix(
+    vectors: torch.Tensor, signs: torch.Tensor | None = None, block: int | None = 64
+) -> torch.Tensor:
     """``H(h_1) ... H(h_m) diag(signs)`` as a full ``(..., d, d)`` matrix by compact WY."""
-    return householder_columns(vectors, vectors.shape[-1], signs)
+    return householder_columns(vectors, vectors.shape[-1], signs, block)
 
 
 def householder_vectors(Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

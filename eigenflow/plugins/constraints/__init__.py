@@ -2,10 +2,12 @@
 rates (thesis 000, Sec. 3.5, 4.3, 4.4) and the Jacobian alignment regulariser (seed 001).
 
 Registered (kind ``constraint``): ``nog``, ``olr``, ``spectral-norm``, ``orth-loss``,
-``orth-weight``, ``householder``, ``jacobian-alignment``.
+``orth-weight``, ``householder``, ``jacobian-alignment``; and the pipeline
+``orth-conditioning`` (the covariance-conditioning experiment of Sec. 3.5).
 """
 
 from ...registry import hookimpl
+from .experiment import OrthConditioning
 from .gradient import NearestOrthogonalGradient, OptimalLearningRate, optimal_learning_rate
 from .householder import Householder, HouseholderProjector
 from .jacobian import JacobianAlignment
@@ -21,6 +23,7 @@ __all__ = [
     "MetricRecorder",
     "NearestOrthogonalGradient",
     "OptimalLearningRate",
+    "OrthConditioning",
     "OrthLoss",
     "OrthWeight",
     "SpectralNorm",
@@ -43,3 +46,4 @@ def eigenflow_register(registry):
     """Registers this family's constraints."""
     for name, cls in CONSTRAINTS.items():
         registry.add("constraint", cls, name=name)
+    registry.add("pipeline", OrthConditioning, name="orth-conditioning")
