@@ -1,0 +1,306 @@
+"""Accuracy (and optional CPU timing) of the matrix-function solvers of issue 3.
+
+Writes, to ``--out`` (default ``bench-results/matfn``):
+
+- ``forward_accuracy.csv`` / ``.json``: relative Frobenius error of ``sqrt`` and ``invsqrt``
+  against float64 ``torch.linalg.eigh`` per solver, scaling, dtype, size and condition number
+  (median and max over the batch);
+- ``backward_convergence.csv`` / ``.json``: the Table 2.9 study: ``||B_k - I||_F`` and
+  ``||C_k / 2 - X||_F`` of the Lyapunov sign iteration after ``k`` iterations, against the
+  exact (eigendecomposition) solution, for both scalings;
+- ``timing.csv`` / ``.json`` (with ``--timing``): forward and forward+backward time of each
+  solver and of ``torch.linalg.eigh`` + autograd on 64 matrices of size 64 (float32);
+- ``tables.rst``: the tables pasted into ``docs/matfn.rst``.
+
+Test matrices: ``A = U diag(lambda) U^T`` with Haar-random ``U`` and eigenvalues log-spaced
+in ``[1/cond, 1]`` (exact condition number), built in float64 and cast. The backward study
+uses the same matrices plus Wishart covariances ``X X^T / 2n`` (``X`` Gaussian ``n x 2n``).
+
+Run: ``python benchmarks/matfn_accuracy.py [--quick] [--timing] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import eigenflow as ef
+from eigenflow.core.lyapunov import lyapunov_exact, lyapunov_sign_iterates
+
+SOLVERS = ["mpa-lya", "mtp-lya", "ns", "ns-lya", "svd-lya"]
+CONDS = [1e1, 1e2, 1e4, 1e6, 1e8]
+
+
+def spd(batch: int, n: int, cond: float, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    Q, R = torch.linalg.qr(torch.randn(batch, n, n, generator=gen, dtype=torch.float64))
+    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+    L = torch.logspace(0.0, -math.log10(cond), n, dtype=torch.float64)
+    A = (Q * L.unsqueeze(-2)) @ Q.mT
+    return 0.5 * (A + A.mT)
+
+
+def wishart(batch: int, n: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(batch, n, 2 * n, generator=gen, dtype=torch.float64)
+    return X @ X.mT / (2 * n)
+
+
+def eig_fn(A: torch.Tensor, power: float) -> torch.Tensor:
+    L, V = torch.linalg.eigh(A)
+    return (V * L.clamp_min(0).pow(power).unsqueeze(-2)) @ V.mT
+
+
+def rel_errors(X: torch.Tensor, R: torch.Tensor) -> list[float]:
+    num = torch.linalg.matrix_norm(X.double() - R)
+    return (num / torch.linalg.matrix_norm(R)).tolist()
+
+
+def forward_accuracy(sizes, dtypes, conds, progress) -> list[dict]:
+    rows = []
+    configs = [(name, "frobenius") for name in SOLVERS]
+    configs += [(name, "spectral") for name in SOLVERS if name != "svd-lya"]
+    for n in sizes:
+        batch = 8 if n <= 64 else 2
+        for cond in conds:
+            A64 = spd(batch, n, cond, seed=n)
+            ref_root, ref_inv = eig_fn(A64, 0.5), eig_fn(A64, -0.5)
+            for dtype in dtypes:
+                A = A64.to(dtype)
+                for name, scaling in configs:
+                    solver = ef.create("solver", name, scaling=scaling)
+                    root, inv = solver.sqrt_invsqrt(A, check=False)
+                    e_root, e_inv = rel_errors(root, ref_root), rel_errors(inv, ref_inv)
+                    rows.append(
+                        {
+                            "solver": name,
+                            "scaling": scaling,
+                            "dtype": str(dtype).replace("torch.", ""),
+                            "n": n,
+                            "cond": cond,
+                            "sqrt_median": statistics.median(e_root),
+                            "sqrt_max": max(e_root),
+                            "invsqrt_median": statistics.median(e_inv),
+                            "invsqrt_max": max(e_inv),
+                        }
+                    )
+            progress(f"forward n={n} cond={cond:.0e}")
+    return rows
+
+
+def backward_convergence(n: int, batch: int, iters: list[int], progress) -> list[dict]:
+    rows = []
+    problems = {f"cond {c:.0e}": spd(batch, n, c, seed=7) for c in (1e1, 1e2, 1e4)}
+    problems["wishart"] = wishart(batch, n, seed=8)
+    eye = torch.eye(n, dtype=torch.float64)
+    for label, A in problems.items():
+        B = eig_fn(A, 0.5)
+        C = torch.randn(batch, n, n, generator=torch.Generator().manual_seed(9), dtype=A.dtype)
+        X = lyapunov_exact(B, C)
+        x_norm = torch.linalg.matrix_norm(X)
+        for scaling in ("frobenius", "spectral"):
+            for k, Bk, Xk in lyapunov_sign_iterates(B, C, max(iters), scaling):
+                if k not in iters:
+                    continue
+                b_err = torch.linalg.matrix_norm(Bk - eye)
+                x_err = torch.linalg.matrix_norm(Xk - X)
+                rows.append(
+                    {
+                        "matrices": label,
+                        "scaling": scaling,
+                        "iters": k,
+                        "B_minus_I": float(b_err.mean()),
+                        "X_error": float(x_err.mean()),
+                        "X_rel_error": float((x_err / x_norm).mean()),
+                    }
+                )
+        progress(f"backward {label}")
+    return rows
+
+
+def _median_time(fn, reps: int) -> float:
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def timing(batch: int, n: int, reps: int, progress) -> list[dict]:
+    A = wishart(batch, n, seed=10).float()
+    G = torch.randn_like(A)
+    ref = eig_fn(A.double(), 0.5)
+
+    def eigh_sqrt(X):
+        L, V = torch.linalg.eigh(X)
+        return (V * L.clamp_min(0).sqrt().unsqueeze(-2)) @ V.mT
+
+    methods = {"eigh+autograd": eigh_sqrt}
+    for name in SOLVERS:
+        solver = ef.create("solver", name)
+        methods[name] = lambda X, s=solver: s.sqrt(X, check=False)
+
+    rows = []
+    for label, fn in methods.items():
+
+        def fwd_bwd(fn=fn):
+            X = A.clone().requires_grad_()
+            fn(X).backward(G)
+
+        with torch.no_grad():
+            fwd = _median_time(lambda fn=fn: fn(A), reps)
+        both = _median_time(fwd_bwd, reps)
+        err = max(rel_errors(fn(A).detach(), ref))
+        rows.append(
+            {
+                "method": label,
+                "batch": batch,
+                "n": n,
+                "threads": torch.get_num_threads(),
+                "forward_ms": fwd,
+                "forward_backward_ms": both,
+                "sqrt_max_rel_error": err,
+            }
+        )
+        progress(f"timing {label}: fwd {fwd:.1f} ms, fwd+bwd {both:.1f} ms")
+    eigh_time = rows[0]["forward_backward_ms"]
+    for row in rows:
+        row["speedup_vs_eigh"] = eigh_time / row["forward_backward_ms"]
+    return rows
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write(rows: list[dict], out: Path, stem: str) -> None:
+    if not rows:
+        return
+    with open(out / f"{stem}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+
+
+def rst_table(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    rule = "  ".join("=" * w for w in widths)
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([rule, fmt(header), rule, *(fmt(r) for r in body), rule])
+
+
+def _e(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.1e}"
+
+
+def forward_tables(rows: list[dict], conds: list[float]) -> str:
+    parts = []
+    for dtype in sorted({r["dtype"] for r in rows}, reverse=True):
+        for quantity in ("sqrt", "invsqrt"):
+            header = ["solver", "scaling", "n", *(f"cond {c:.0e}" for c in conds)]
+            body = []
+            keys = sorted(
+                {(r["solver"], r["scaling"], r["n"]) for r in rows if r["dtype"] == dtype},
+                key=lambda k: (SOLVERS.index(k[0]), k[1], k[2]),
+            )
+            for name, scaling, n in keys:
+                cells = []
+                for c in conds:
+                    match = [
+                        r
+                        for r in rows
+                        if (r["solver"], r["scaling"], r["n"], r["cond"], r["dtype"])
+                        == (name, scaling, n, c, dtype)
+                    ]
+                    cells.append(_e(match[0][f"{quantity}_max"]) if match else "")
+                body.append([name, scaling, str(n), *cells])
+            title = f"Max relative error of {quantity}, {dtype}"
+            parts.append(f"{title}\n{'^' * len(title)}\n\n{rst_table(header, body)}\n")
+    return "\n".join(parts)
+
+
+def backward_table(rows: list[dict]) -> str:
+    header = ["matrices", "scaling", "iters", "||B_k - I||_F", "||C_k/2 - X||_F", "relative"]
+    body = [
+        [
+            r["matrices"],
+            r["scaling"],
+            str(r["iters"]),
+            _e(r["B_minus_I"]),
+            _e(r["X_error"]),
+            _e(r["X_rel_error"]),
+        ]
+        for r in rows
+    ]
+    return rst_table(header, body) + "\n"
+
+
+def timing_table(rows: list[dict]) -> str:
+    header = ["method", "forward (ms)", "forward+backward (ms)", "vs eigh", "sqrt max rel. error"]
+    body = [
+        [
+            r["method"],
+            f"{r['forward_ms']:.1f}",
+            f"{r['forward_backward_ms']:.1f}",
+            f"{r['speedup_vs_eigh']:.2f}x",
+            _e(r["sqrt_max_rel_error"]),
+        ]
+        for r in rows
+    ]
+    return rst_table(header, body) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-results/matfn"))
+    parser.add_argument("--quick", action="store_true", help="small grid (smoke run)")
+    parser.add_argument("--timing", action="store_true", help="also time 64 x 64 x 64 float32")
+    parser.add_argument("--timing-only", action="store_true", help="only the timing table")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--reps", type=int, default=15, help="timing repetitions (median)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    if args.timing_only:
+        tim = timing(64, 64, args.reps, progress)
+        write(tim, args.out, "timing")
+        (args.out / "timing.rst").write_text(timing_table(tim))
+        progress(f"wrote {args.out}")
+        return 0
+    sizes = [4, 16] if args.quick else [4, 16, 64, 256]
+    conds = [1e1, 1e4] if args.quick else CONDS
+    dtypes = [torch.float64] if args.quick else [torch.float64, torch.float32]
+    fwd = forward_accuracy(sizes, dtypes, conds, progress)
+    write(fwd, args.out, "forward_accuracy")
+    bwd = backward_convergence(16 if args.quick else 64, 16, [5, 6, 7, 8, 9, 12, 16, 24], progress)
+    write(bwd, args.out, "backward_convergence")
+    text = [
+        forward_tables(fwd, conds),
+        "Backward convergence\n^^^^^^^^^^^^^^^^^^^^\n",
+        backward_table(bwd),
+    ]
+    if args.timing:
+        tim = timing(64, 64, args.reps, progress)
+        write(tim, args.out, "timing")
+        text += ["Timing\n^^^^^^\n", timing_table(tim)]
+    (args.out / "tables.rst").write_text("\n".join(text))
+    progress(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
