@@ -876,6 +876,7 @@ def environment() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if torch.cuda.is_available():
@@ -1019,7 +1020,7 @@ def _matplotlib() -> tuple[Any, Any]:
 def _panels(Figure: Any, count: int) -> tuple[Any, list[Any]]:
     cols = min(count, 3)
     rows = math.ceil(count / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
+    fig = Figure(figsize=(4.2 * cols + 2.2, 3.4 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes[count:]:
         ax.set_visible(False)
@@ -1045,11 +1046,42 @@ def _series_label(r: dict[str, Any]) -> str:
     return r["solver"] + (" [graph]" if r["mode"] == GRAPH else "")
 
 
+_MARKERS = "osD^vP*Xh<>p"
+
+
+def _styles(labels: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """A distinct (colour, marker) per series across one figure; peers dashed."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab20"].colors
+    styles = {}
+    for i, label in enumerate(sorted(set(labels))):
+        styles[label] = {
+            "color": colours[(2 * i) % 20 + (i // 10) % 2],
+            "marker": _MARKERS[i % len(_MARKERS)],
+            "linestyle": "--" if label.startswith("torch.") else "-",
+        }
+    return styles
+
+
+def _finish(fig: Any, axes: list[Any], title: str, path: Path) -> None:
+    """One legend for the figure (outside the panels), the title, and the PNG."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+
+
 def _line_plot(
     Figure: Any, rows: list[dict[str, Any]], panel_key: str, x_key: str, title: str, path: Path
 ) -> None:
     panels = sorted({r[panel_key] for r in rows})
     fig, axes = _panels(Figure, len(panels))
+    styles = _styles(_series_label(r) for r in rows)
     for ax, value in zip(axes, panels):
         series: dict[str, list[tuple[float, float]]] = {}
         for r in rows:
@@ -1057,38 +1089,42 @@ def _line_plot(
                 series.setdefault(_series_label(r), []).append((r[x_key], r["fwdbwd_ms"]))
         for label, points in sorted(series.items()):
             points.sort()
-            style = "--" if label.startswith("torch.") else "-"
-            ax.plot(*zip(*points), style, marker="o", markersize=3, label=label)
+            ax.plot(*zip(*points), markersize=4, label=label, **styles[label])
         ax.set_xscale("log", base=2)
         _log_axis(ax, "y", [p[1] for pts in series.values() for p in pts])
         ax.set_xlabel("batch size" if x_key == "batch" else "matrix size n")
         ax.set_ylabel("forward+backward (ms)")
         ax.set_title(f"{'n' if panel_key == 'n' else 'batch'} = {value}")
         ax.grid(True, which="both", alpha=0.3)
-    if axes:
-        axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
+    _finish(fig, axes, title, path)
 
 
 def _error_plot(Figure: Any, rows: list[dict[str, Any]], title: str, path: Path) -> None:
     """Forward error vs forward time, one panel per (batch, n) (thesis 000, Fig. 2.3):
     variants of one solver (``name:key=value``) are joined by a line."""
+
+    def base(r: dict[str, Any]) -> str:
+        return r["solver"].split(":")[0] + (" [graph]" if r["mode"] == GRAPH else "")
+
     panels = sorted({(r["batch"], r["n"]) for r in rows})
     fig, axes = _panels(Figure, len(panels))
+    styles = _styles(base(r) for r in rows)
     for ax, (B, n) in zip(axes, panels):
         groups: dict[str, list[tuple[float, float, str]]] = {}
         for r in rows:
             ok = r["status"] == "ok" and r["fwd_ms"] and r["rel_err"] is not None
             if (r["batch"], r["n"]) == (B, n) and ok and math.isfinite(r["rel_err"]):
-                base = r["solver"].split(":")[0] + (" [graph]" if r["mode"] == GRAPH else "")
-                groups.setdefault(base, []).append(
+                groups.setdefault(base(r), []).append(
                     (r["fwd_ms"], max(r["rel_err"], 1e-17), r["solver"])
                 )
-        for base, points in sorted(groups.items()):
+        for name, points in sorted(groups.items()):
             points.sort()
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
-            ax.plot(xs, ys, "-" if len(points) > 1 else "", marker="o", markersize=4, label=base)
+            style = dict(styles[name])
+            if len(points) == 1:
+                style["linestyle"] = ""
+            ax.plot(
+                [p[0] for p in points], [p[1] for p in points], markersize=5, label=name, **style
+            )
             for x, y, label in points:
                 if ":" in label:
                     ax.annotate(label.split(":", 1)[1], (x, y), fontsize=6)
@@ -1098,10 +1134,7 @@ def _error_plot(Figure: Any, rows: list[dict[str, Any]], title: str, path: Path)
         ax.set_ylabel("relative error")
         ax.set_title(f"batch {B}, n = {n}")
         ax.grid(True, which="both", alpha=0.3)
-    if axes:
-        axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
+    _finish(fig, axes, title, path)
 
 
 def plot_results(rows: list[dict[str, Any]], out: str | os.PathLike) -> list[Path]:
