@@ -120,12 +120,18 @@ class TestCovariancePooling:
         assert tri.shape == (3, 15)
         torch.testing.assert_close(tri, triu_reference(Q_ref), rtol=1e-10, atol=1e-12)
 
-    def test_tokens_layout_matches_channels_first(self):
-        tokens = correlated(2, 12, 6).transpose(1, 2)  # (B, N=6... C=12?) -> (B, 6, 12)
-        tokens = tokens.contiguous()  # (B, N=6, C=12): 6 tokens of 12 channels
-        layer = ef.create("layer", "covariance-pooling", layout="tokens", triu=False, eps=1e-3)
-        Q_ref = eigh_power(covariance(tokens.mT) + 1e-3 * torch.eye(12, dtype=F64), 0.5)
-        torch.testing.assert_close(layer(tokens), Q_ref, rtol=1e-9, atol=1e-10)
+    def test_tokens_layout(self):
+        tokens = correlated(2, 5, 12).transpose(1, 2).contiguous()  # (B, N=12 tokens, C=5)
+        layer = ef.create(
+            "layer", "covariance-pooling", layout="tokens", triu=False, eps=1e-3, solver="svd"
+        )
+        Q_ref = eigh_power(covariance(tokens.mT) + 1e-3 * torch.eye(5, dtype=F64), 0.5)
+        out = layer(tokens)
+        assert out.shape == (2, 5, 5)
+        torch.testing.assert_close(out, Q_ref, rtol=1e-9, atol=1e-10)
+        # the same features given channels-first pool to the same matrix
+        same = ef.create("layer", "covariance-pooling", triu=False, eps=1e-3, solver="svd")
+        torch.testing.assert_close(same(tokens.mT.contiguous()), out, rtol=1e-12, atol=1e-13)
 
     def test_so_vit_head_eq_2_48(self):
         torch.manual_seed(0)
@@ -138,6 +144,7 @@ class TestCovariancePooling:
             cls_token=True,
             in_channels=C,
             num_classes=K,
+            solver="svd",
         ).double()
         logits = layer(tokens)
         assert logits.shape == (B, K)
@@ -161,7 +168,9 @@ class TestCovariancePooling:
     @pytest.mark.parametrize("post_norm", ["trace", "frobenius"])
     def test_post_norm(self, post_norm):
         x = correlated(2, 4, 5, 5)
-        layer = ef.create("layer", "covariance-pooling", post_norm=post_norm, triu=False)
+        layer = ef.create(
+            "layer", "covariance-pooling", post_norm=post_norm, triu=False, solver="svd"
+        )
         P = covariance(x.reshape(2, 4, -1))
         Q = eigh_power(P, 0.5)
         if post_norm == "trace":
@@ -176,7 +185,7 @@ class TestCovariancePooling:
     def test_reduce_dim(self):
         x = correlated(3, 8, 4, 4)
         layer = ef.create(
-            "layer", "covariance-pooling", in_channels=8, reduce_dim=3, triu=True
+            "layer", "covariance-pooling", in_channels=8, reduce_dim=3, triu=True, solver="svd"
         ).double()
         out = layer(x)
         assert out.shape == (3, 6)
