@@ -96,6 +96,13 @@ class FFVAEConfig(VAEConfig):
     diffusion: float = option(
         0.05, validator=floating(0.0), help="D, the prior's diffusion coefficient (Eq. 4.18)"
     )
+    flow_kl: str = option(
+        "increment",
+        validator=one_of(["increment", "marginal"]),
+        help="flow KL terms of Eq. 4.21: 'increment' counts each step's change of log q - log p "
+        "(the Jacobian terms) once; 'marginal' sums log q_t - log p_t over t, which also "
+        "repeats log q_0/p_0 at z_0 T times",
+    )
     hj_weight: float = option(1.0, validator=floating(0.0), help="weight of L_HJ (Eq. 4.34)")
     gumbel_tau: float = option(
         1.0,
@@ -251,8 +258,10 @@ class FFVAE(_PotentialFlowVAE):
     """Flow-factorized VAE (thesis 000, Sec. 4.6).
 
     ``loss`` terms: ``recon`` (``-sum_t log p(x_t|z_t)``), ``kl0`` (closed-form
-    ``KL[q(z_0|x_0) || N(0, I)]``), ``kl_flow`` (``sum_t log q_t(z_t) - log p_t(z_t)`` along
-    the sampled path, the Monte-Carlo estimate of the flow KL terms of Eq. 4.21), ``hj``
+    ``KL[q(z_0|x_0) || N(0, I)]``), ``kl_flow`` (one-sample Monte-Carlo estimate of the flow KL
+    terms of Eq. 4.21 along the sampled path: with ``flow_kl="increment"`` the sum over steps
+    of the change of ``log q_t - log p_t``, i.e. ``sum_t log|1 + Laplacian psi| - log|1 +
+    Laplacian u^k|``; with ``"marginal"`` ``sum_t log q_t(z_t) - log p_t(z_t)``), ``hj``
     (Eq. 4.34) and, for weak supervision, ``kl_k`` (``KL[q(k|x) || p(k)]``, Eq. 4.23).
     ``-elbo = recon + kl0 + kl_flow (+ kl_k)``; ``loss = -elbo + hj_weight * hj``, all averaged
     over sequences.
@@ -383,7 +392,11 @@ class FFVAE(_PotentialFlowVAE):
         )
         recon = -self.log_px_given_z(x.transpose(0, 1), flow["z"]).sum(0).mean()
         kl0 = kl_diag_normal_std(mu, logvar).mean()
-        kl_flow = (flow["logq"][1:] - flow["logp"][1:]).sum(0).mean()
+        ratio = flow["logq"] - flow["logp"]  # (T+1, B) log q_t - log p_t along the path
+        if self.config.flow_kl == "increment":
+            kl_flow = (ratio[-1] - ratio[0]).mean()  # sum_t of the per-step changes
+        else:
+            kl_flow = ratio[1:].sum(0).mean()
         ic = (
             potential_derivatives(self.potentials, z0, z0.new_zeros(b), weights, laplacian=None)
             .grad_z.square()
