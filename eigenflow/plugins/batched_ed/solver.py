@@ -146,6 +146,7 @@ class BatchedEDSolver(EighSolver):
         choice = self.config.backend
         if choice == "auto":
             usable = A.is_cuda and A.shape[-1] <= TRITON_MAX_N and _triton_available()
+            usable = usable and not _TRITON_BROKEN
             return "triton" if usable else "torch"
         if choice == "triton" and A.shape[-1] > TRITON_MAX_N:
             raise NotSupportedError(
@@ -158,10 +159,21 @@ class BatchedEDSolver(EighSolver):
         """The raw forward on a flat batch ``(B, n, n)``, without autograd or checks."""
         c = self.config
         options = dict(tol=c.tol, max_sweeps_per_dim=c.max_sweeps_per_dim, shift=c.shift)
-        if self.backend_for(A) == "triton":
-            from . import triton_impl  # optional dependency, imported only when used
-
-            return triton_impl.batched_eigh(A, **options)
+        backend = self.backend_for(A)
+        if backend == "triton":
+            triton_impl = _import_triton_impl()
+            if self.config.backend == "triton":
+                return triton_impl.batched_eigh(A, **options)
+            try:
+                return triton_impl.batched_eigh(A, **options)
+            except Exception as err:  # 'auto': a kernel that fails to build must not stop users
+                _TRITON_BROKEN.append(repr(err))
+                warnings.warn(
+                    f"batched-ed: the Triton kernel failed ({err!r}); using the PyTorch "
+                    "implementation from now on (set backend='triton' to see the error)",
+                    EigenflowWarning,
+                    stacklevel=3,
+                )
         return torch_impl.batched_eigh(A, **options)
 
     def _forward(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,6 +206,21 @@ class BatchedEDSolver(EighSolver):
         flat, shape = super()._prepare(A, check)
         self._batch_shape = shape[:-2]
         return flat, shape
+
+
+_TRITON_BROKEN: list[str] = []
+
+
+def _import_triton_impl():
+    """The Triton module, imported on first use (Triton is an optional dependency)."""
+    try:
+        from . import triton_impl
+    except ImportError as err:
+        raise NotSupportedError(
+            f"backend 'triton' needs the optional dependency triton ({err}); "
+            "pip install triton, or use backend 'torch'"
+        ) from err
+    return triton_impl
 
 
 def _triton_available() -> bool:
