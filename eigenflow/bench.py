@@ -773,15 +773,16 @@ def _progress_line(row: dict[str, Any], index: int, total: int) -> str:
 
 
 def _plan(spec: BenchSpec, contenders: list[Contender]) -> list[tuple]:
-    """Grid points in run order: ``(device, dtype, cond, B, n, op, contenders, modes)``."""
+    """Grid points in run order: ``(device, dtype, cond, B, n, op, contenders, modes)``;
+    the inputs (made per ``cond, B, n``) are shared by the devices, dtypes and ops after it."""
     plan = []
-    for device in spec.devices:
-        cuda = torch.device(device).type == "cuda"
-        modes = (EAGER, GRAPH) if spec.cuda_graph and cuda else (EAGER,)
-        for dtype in spec.dtypes:
-            for cond in spec.conds:
-                for B in spec.batches:
-                    for n in spec.sizes:
+    for cond in spec.conds:
+        for B in spec.batches:
+            for n in spec.sizes:
+                for device in spec.devices:
+                    cuda = torch.device(device).type == "cuda"
+                    modes = (EAGER, GRAPH) if spec.cuda_graph and cuda else (EAGER,)
+                    for dtype in spec.dtypes:
                         for op in spec.ops:
                             chosen = [c for c in contenders if op in c.ops]
                             if chosen:
@@ -829,13 +830,16 @@ def _run_plan(
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     total = sum(len(point[6]) * len(point[7]) for point in plan)
-    inputs: dict[tuple, tuple] = {}
+    matrices: dict[tuple, torch.Tensor] = {}
+    upstream: dict[tuple, tuple] = {}
     for device, dtype, cond, B, n, op, contenders, modes in plan:
-        key = (cond, B, n, op)
-        if key not in inputs:
-            inputs.clear()  # one input set alive at a time (large grids)
-            inputs[key] = (make_spd(B, n, cond, spec.seed), _upstream(op, B, n, spec.seed))
-        A64, grads64 = inputs[key]
+        if (cond, B, n) not in matrices:
+            matrices.clear()  # one input set alive at a time (large grids)
+            upstream.clear()
+            matrices[(cond, B, n)] = make_spd(B, n, cond, spec.seed)
+        if op not in upstream:
+            upstream[op] = _upstream(op, B, n, spec.seed)
+        A64, grads64 = matrices[(cond, B, n)], upstream[op]
         dev = torch.device(device)
         point_rows = {
             mode: [_new_row(c, op, device, dtype, B, n, cond, mode) for c in contenders]
@@ -956,12 +960,12 @@ def _ratio_tables(rows: list[dict[str, Any]]) -> list[str]:
     for (op, device, dtype, cond), group in tables.items():
         columns = list(dict.fromkeys(_series_label(r) for r in group))
         columns = [c for c in columns if c != EIGH_PEER]
-        width = max([9, *(len(c) + 2 for c in columns)])
+        widths = {c: max(8, len(c) + 2) for c in columns}
         lines.append(
             f"\nspeed-up over torch.linalg.eigh + autograd (fwd+bwd), {op} on {device} {dtype} "
             f"(cond {cond:g})"
         )
-        heading = "".join(f"{c:>{width}}" for c in columns)
+        heading = "".join(f"{c:>{widths[c]}}" for c in columns)
         lines.append(f"{'batch':>6}{'n':>5}{'eigh ms':>10}{heading}")
         cells: dict[tuple, dict[str, str]] = {}
         eigh_ms: dict[tuple, str] = {}
@@ -980,7 +984,7 @@ def _ratio_tables(rows: list[dict[str, Any]]) -> list[str]:
             row = cells.get(key, {})
             lines.append(
                 f"{key[0]:>6}{key[1]:>5}{eigh_ms.get(key, '-'):>10}"
-                + "".join(f"{row.get(c, '-'):>{width}}" for c in columns)
+                + "".join(f"{row.get(c, '-'):>{widths[c]}}" for c in columns)
             )
     return lines
 
