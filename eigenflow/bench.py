@@ -890,8 +890,10 @@ def environment() -> dict[str, Any]:
 
 
 def _json_value(value: Any) -> Any:
+    """JSON has no NaN or infinity: non-finite numbers become null (the row's message says
+    the output was non-finite)."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else str(value)
+        return None
     return value
 
 

@@ -358,6 +358,22 @@ def test_solver_failing_during_the_timed_repeats_is_an_error_row():
     assert eigh["fwdbwd_min_ms"] <= eigh["fwdbwd_ms"]
 
 
+def test_non_finite_output_is_reported(tmp_path):
+    def broken(op, A):
+        return A * torch.tensor(float("nan"), dtype=A.dtype)
+
+    contender = bench.Contender("nan", "nan", False, frozenset({"sqrt"}), broken)
+    spec = bench.BenchSpec(
+        ops=("sqrt",), batches=(2,), sizes=(3,), devices=("cpu",), repeats=1, warmup=0
+    )
+    rows = bench.run_benchmark(spec, contenders=[contender])
+    assert rows[0]["status"] == "ok" and math.isnan(rows[0]["rel_err"])
+    assert rows[0]["message"] == "non-finite values in the output"
+    paths = bench.write_results(rows, tmp_path, spec=spec)
+    record = json.loads(paths["json"].read_text())["rows"][0]  # strict JSON: no NaN
+    assert record["rel_err"] is None and record["fwd_ms"] > 0
+
+
 def test_max_time_reduces_the_repeats_of_a_slow_solver():
     import time
 
