@@ -258,20 +258,30 @@ def plot_gradient_quality(rows: list[dict[str, Any]], path: str | Path, dpi: int
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     names = sorted({r["solver"] for r in rows})
+    markers = "osD^v<>px*h"
+    styles = ("-", "--", ":", "-.")
     for ax, key, label in (
         (axes[0], "rel_error_median", "relative gradient error (median over batch)"),
         (axes[1], "max_abs_grad", "max |dl/dA|"),
     ):
         finite_vals = [r[key] for r in rows if math.isfinite(r[key]) and r[key] > 0]
         top = max(finite_vals) * 10 if finite_vals else 1.0
-        for name in names:
+        for k, name in enumerate(names):
             pts = sorted((r["cond"], r[key]) for r in rows if r["solver"] == name)
             xs = [c for c, v in pts if math.isfinite(v)]
             ys = [max(v, 1e-17) for c, v in pts if math.isfinite(v)]
-            (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=name)
+            (line,) = ax.plot(
+                xs,
+                ys,
+                marker=markers[k % len(markers)],
+                linestyle=styles[k % len(styles)],
+                markersize=4,
+                fillstyle="none",
+                label=name,
+            )
             bad = [c for c, v in pts if not math.isfinite(v)]
             if bad:
                 ax.plot(bad, [top] * len(bad), "x", color=line.get_color(), markersize=8)
@@ -283,13 +293,14 @@ def plot_gradient_quality(rows: list[dict[str, Any]], path: str | Path, dpi: int
         ax.set_xlabel("condition number")
         ax.set_title(label, fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center right")
     first = rows[0] if rows else {}
     fig.suptitle(
         f"gradient of sum(sqrt(A) * G), n={first.get('n')}, {first.get('dtype')}; x: non-finite",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     out = Path(path)
     fig.savefig(out, dpi=dpi)
     return out

@@ -78,8 +78,8 @@ def taylor_rule(L: torch.Tensor, degree: int = 100, eps: float | None = None) ->
 
     Bounded by ``(degree + 1)/mu_j`` (Table 3.2), attained at ``mu_i = mu_j``.
     """
-    x, _, inv = _ratios(ratio_spectrum(L, eps))
-    return skew_from_upper(inv * geometric_taylor(x.contiguous(), degree))
+    x, y, inv = _ratios(ratio_spectrum(L, eps))
+    return skew_from_upper(inv * geometric_taylor(x, degree, y))
 
 
 def pade_bound(dtype: torch.dtype, bound: float | None) -> float:
@@ -105,9 +105,15 @@ def pade_rule(
     b = pade_bound(L.dtype, bound)
     r = geometric_pade(degree, b)
     mu = ratio_spectrum(L, eps)
-    x, y, inv = _ratios(mu)
-    cap = (b / mu.amax(dim=-1, keepdim=True)).unsqueeze(-1)
-    return skew_from_upper(torch.minimum(inv * r(x.contiguous(), y.contiguous()), cap))
+    n = L.shape[-1]
+    rows, cols = torch.triu_indices(n, n, offset=1, device=L.device)
+    small, large = mu[..., rows], mu[..., cols]  # the n(n-1)/2 pairs j > i only
+    x = (small / large).clamp(0.0, 1.0)
+    y = ((large - small) / large).clamp(0.0, 1.0)
+    cap = b / mu.amax(dim=-1, keepdim=True)
+    upper = torch.zeros(*L.shape, n, dtype=L.dtype, device=L.device)
+    upper[..., rows, cols] = torch.minimum(r(x, y) / large, cap)
+    return upper - upper.mT
 
 
 def truncation_rule(L: torch.Tensor, threshold: float = 1e10) -> torch.Tensor:
@@ -162,7 +168,9 @@ def power_iteration_rule(
     """
     mu = ratio_spectrum(L, eps)
     top = mu[..., -1:]
-    column = geometric_taylor((mu / top).clamp(0.0, 1.0).contiguous(), iterations) / top
+    x = (mu / top).clamp(0.0, 1.0)
+    y = ((top - mu) / top).clamp(0.0, 1.0)
+    column = geometric_taylor(x, iterations, y) / top
     U = torch.zeros(*L.shape, L.shape[-1], dtype=L.dtype, device=L.device)
     U[..., :, -1] = column
     return skew_from_upper(U)

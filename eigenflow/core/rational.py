@@ -53,7 +53,6 @@ __all__ = [
     "RationalApproximant",
     "geometric_pade",
     "geometric_taylor",
-    "horner",
     "pade_coefficients",
     "shift_to_one",
 ]
@@ -167,14 +166,6 @@ def _eval_exact(coeffs: Sequence[Fraction], x: Fraction) -> Fraction:
     return acc
 
 
-def horner(coeffs: Sequence[float], x: torch.Tensor) -> torch.Tensor:
-    """``sum_k coeffs[k] x^k`` elementwise (Horner; coefficients are Python floats)."""
-    acc = torch.full_like(x, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
-        acc = acc.mul_(x).add_(c)
-    return acc
-
-
 @attrs.frozen
 class RationalApproximant:
     """``r = P/Q`` on ``[0, 1]``, evaluated in powers of ``x`` for ``x <= split`` and in powers
@@ -215,14 +206,37 @@ class RationalApproximant:
         xf = _frac(x)
         return _eval_exact(self.p, xf) / _eval_exact(self.q, xf)
 
+    def coefficient_table(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``(4, d + 1)`` table of the coefficients of ``P_x, Q_x, P_y, Q_y`` (zero padded),
+        cached per dtype and device."""
+        key = (dtype, device)
+        cache = _TABLES.setdefault(id(self), {})
+        if key not in cache:
+            polys = (self.p_x, self.q_x, self.p_y, self.q_y)
+            width = max(len(c) for c in polys)
+            rows = [list(c) + [0.0] * (width - len(c)) for c in polys]
+            cache[key] = torch.tensor(rows, dtype=dtype, device=device)
+        return cache[key]
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``r(x)`` for ``x`` in ``[0, 1]``; pass ``y = 1 - x`` when it is known more
-        accurately than ``1 - x`` (it is, for eigenvalue ratios)."""
+        accurately than ``1 - x`` (it is, for eigenvalue ratios).
+
+        The four polynomials are evaluated together by one Horner loop on a stacked
+        ``(4, ...)`` tensor (one fused multiply-add per degree).
+        """
         if y is None:
             y = 1.0 - x
-        low = horner(self.p_x, x) / horner(self.q_x, x)
-        high = horner(self.p_y, y) / horner(self.q_y, y)
-        return torch.where(x <= self.split, low, high)
+        table = self.coefficient_table(x.dtype, x.device)
+        z = torch.stack([x, x, y, y])
+        shape = (4,) + (1,) * x.dim()
+        acc = table[:, -1].reshape(shape).expand_as(z).clone()
+        for k in range(table.shape[1] - 2, -1, -1):
+            acc = torch.addcmul(table[:, k].reshape(shape), acc, z)
+        return torch.where(x <= self.split, acc[0] / acc[1], acc[2] / acc[3])
+
+
+_TABLES: dict[int, dict[tuple[torch.dtype, torch.device], torch.Tensor]] = {}
 
 
 def _running_bound(coeffs: Sequence[Fraction], value: Fraction, t: Fraction) -> float:
@@ -285,6 +299,17 @@ def geometric_pade(degree: int, bound: float) -> RationalApproximant:
     return RationalApproximant.from_exact(p, q)
 
 
-def geometric_taylor(x: torch.Tensor, degree: int) -> torch.Tensor:
-    """Truncated geometric series ``sum_{k=0}^{degree} x^k`` (Eq. 3.12), by Horner."""
-    return horner([1.0] * (degree + 1), x)
+def geometric_taylor(x: torch.Tensor, degree: int, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Truncated geometric series ``S(x) = sum_{k=0}^{degree} x^k`` (Eq. 3.12) for ``x`` in
+    ``[0, 1]``.
+
+    Evaluated as ``-expm1((degree + 1) log1p(-y)) / y`` with ``y = 1 - x`` (pass ``y`` when it
+    is known more accurately), which equals ``(1 - x^(degree+1))/(1 - x)`` without its
+    cancellation, and ``degree + 1`` at ``y = 0``: four elementwise operations instead of
+    ``degree`` Horner steps.
+    """
+    if y is None:
+        y = 1.0 - x
+    safe = torch.where(y > 0, y, torch.ones_like(y))
+    series = -torch.expm1((degree + 1) * torch.log1p(-safe)) / safe
+    return torch.where(y > 0, series, torch.full_like(y, degree + 1.0))
