@@ -54,15 +54,19 @@ __all__ = [
     "SVD_PEER",
     "BenchSpec",
     "Contender",
+    "accuracy",
     "add_arguments",
     "add_ratios",
+    "environment",
     "format_summary",
     "main",
     "make_spd",
+    "parse_solver_spec",
     "plot_results",
     "reference",
     "run_benchmark",
     "select_contenders",
+    "spec_from_args",
     "write_results",
 ]
 
@@ -120,6 +124,16 @@ def _default_devices() -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- the spec
+
+
+def _items(value: Any) -> tuple:
+    """A tuple from a tuple, list or comma-separated string (``"sqrt,eigh"``)."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    try:
+        return tuple(value)
+    except TypeError:
+        return (value,)
 
 
 def _positive_ints(name: str) -> Callable:
@@ -190,19 +204,23 @@ class BenchSpec:
         (CUDA devices only; rows with ``mode = "cuda-graph"``).
     """
 
-    solvers: tuple[str, ...] = ("*",)
-    ops: tuple[str, ...] = attrs.field(default=QUICK_GRID["ops"], validator=_members("ops", OPS))
+    solvers: tuple[str, ...] = attrs.field(default=("*",), converter=_items)
+    ops: tuple[str, ...] = attrs.field(
+        default=QUICK_GRID["ops"], converter=_items, validator=_members("ops", OPS)
+    )
     batches: tuple[int, ...] = attrs.field(
-        default=QUICK_GRID["batches"], validator=_positive_ints("batches")
+        default=QUICK_GRID["batches"], converter=_items, validator=_positive_ints("batches")
     )
     sizes: tuple[int, ...] = attrs.field(
-        default=QUICK_GRID["sizes"], validator=_positive_ints("sizes")
+        default=QUICK_GRID["sizes"], converter=_items, validator=_positive_ints("sizes")
     )
     dtypes: tuple[str, ...] = attrs.field(
-        default=QUICK_GRID["dtypes"], validator=_members("dtypes", _DTYPES)
+        default=QUICK_GRID["dtypes"], converter=_items, validator=_members("dtypes", _DTYPES)
     )
-    devices: tuple[str, ...] = attrs.field(factory=_default_devices, validator=_check_devices)
-    conds: tuple[float, ...] = attrs.field(default=(1e3,), validator=_check_conds)
+    devices: tuple[str, ...] = attrs.field(
+        factory=_default_devices, converter=_items, validator=_check_devices
+    )
+    conds: tuple[float, ...] = attrs.field(default=(1e3,), converter=_items, validator=_check_conds)
     repeats: int = 5
     warmup: int = 2
     max_time: float = 10.0

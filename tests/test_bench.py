@@ -150,6 +150,9 @@ def test_select_contenders_patterns_and_peers():
 
 
 def test_spec_validation():
+    spec = bench.BenchSpec(solvers="svd,mpa*", ops=["sqrt"], sizes=[4, 8], devices="cpu")
+    assert spec.solvers == ("svd", "mpa*") and spec.ops == ("sqrt",)
+    assert spec.sizes == (4, 8) and spec.devices == ("cpu",)
     with pytest.raises(ef.ConfigError, match="dtypes"):
         bench.BenchSpec(dtypes=("float16",))
     with pytest.raises(ef.ConfigError, match="ops"):
