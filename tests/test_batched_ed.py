@@ -385,3 +385,10 @@ def test_eigenvalues_only_mode_matches() -> None:
     values = torch_impl.batched_eigh(A, eigenvectors=False)
     torch.testing.assert_close(values.eigenvalues, full.eigenvalues, rtol=0, atol=1e-13)
     assert math.isclose(float(values.eigenvalues.sum()), float(torch.diagonal(A, 0, -2, -1).sum()))
+
+
+def test_empty_batch() -> None:
+    solver = ef.create("solver", "batched-ed")
+    L, V = solver.eigh(torch.empty(0, 3, 4, 4, dtype=torch.float64))
+    assert L.shape == (0, 3, 4) and V.shape == (0, 3, 4, 4)
+    assert solver.last_converged.shape == (0, 3)

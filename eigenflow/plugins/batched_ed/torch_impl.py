@@ -348,6 +348,10 @@ def batched_eigh(
         placeholder when ``eigenvectors=False``), ``converged (B,)``, QR steps taken.
     """
     B, n, _ = A.shape
+    if B == 0:
+        empty = A.new_empty(0, n)
+        flags = torch.ones(0, dtype=torch.bool, device=A.device)
+        return BatchedEighResult(empty, A.new_empty(0, n, n), flags, 0)
     tol = torch.finfo(A.dtype).eps if tol is None else tol
     A = 0.5 * (A + A.mT)
     scale = A.abs().amax(dim=(-2, -1))
