@@ -151,3 +151,35 @@ def test_householder_traversal_reads_the_constraint():
     assert trav.traverse(torch.zeros(2, D.shape[0]), 0, steps=3).shape == (4, 2, D.shape[0])
     with pytest.raises(ef.InputError, match="expected an attached 'householder' constraint"):
         ef.create("traversal", "householder").fit(object())
+
+
+def test_traverse_pipeline_end_to_end(tmp_path):
+    spec = {
+        "pipeline": "traverse",
+        "dataset": {"name": "dsprites", "n_samples": 256, "image_size": 32},
+        "train_steps": 10,
+        "traversal": {"name": "potential-flow", "train_steps": 3, "batch_size": 8},
+        "compare": ["sefa", {"name": "hessian-metric", "num_directions": 3}],
+        "num_directions": 3,
+        "num_paths": 2,
+        "path_steps": 3,
+        "vp": {"num_pairs": 60, "epochs": 2, "train_fractions": [0.5]},
+        "spectrum_points": 2,
+    }
+    summary = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)
+    result = summary["stages"][0]["result"]
+    assert set(result["vp"]) == {"potential-flow", "sefa", "hessian-metric"}
+    for scores in result["vp"].values():
+        assert 0.0 <= scores["vp@50%"] <= 1.0 and scores["chance"] == pytest.approx(1 / 3)
+    for name in result["files"]:
+        assert (tmp_path / name).is_file()
+    assert (tmp_path / "paths-potential-flow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result["spectrum"]["mean_log10_eigenvalues"]) == result["latent_dim"]
+
+
+def test_traverse_pipeline_reports_spec_errors():
+    with pytest.raises(ef.PipelineSpecError) as info:
+        ef.Pipeline.from_config({"pipeline": "traverse", "compare": ["sefaa"], "traversal": "pf"})
+    text = str(info.value)
+    assert "traversal: unknown traversal 'pf'" in text
+    assert "compare" in text

@@ -21,6 +21,7 @@ __all__ = [
     "ComponentRef",
     "all_of",
     "boolean",
+    "component_list_option",
     "component_option",
     "config",
     "describe_config",
@@ -225,6 +226,29 @@ def component_option(kind: str, default: str, *, help: str) -> Any:
     )
 
 
+def _coerce_refs_or_keep(value: Any) -> Any:
+    if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
+        return value
+    items = list(value)
+    refs = [_coerce_ref_or_keep(v) for v in items]
+    return tuple(refs) if all(isinstance(r, ComponentRef) for r in refs) else value
+
+
+def component_list_option(kind: str, default: Iterable[str] = (), *, help: str) -> Any:
+    """A field naming a list of registered components of ``kind`` (each validated)."""
+
+    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, tuple) or not all(isinstance(v, ComponentRef) for v in value):
+            raise _fail(attribute, value, f"a list of {kind} names or tables with a 'name' key")
+
+    return attrs.field(
+        default=tuple(ComponentRef(name, {}) for name in default),
+        converter=_coerce_refs_or_keep,
+        validator=check,
+        metadata={"help": help, "component_list": kind},
+    )
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -283,6 +307,10 @@ def validate_options(
         kind = field.metadata.get("component")
         if kind and resolve_component is not None:
             errors.extend(resolve_component(kind, value, f"{path}{name}"))
+        list_kind = field.metadata.get("component_list")
+        if list_kind and resolve_component is not None:
+            for i, ref in enumerate(value):
+                errors.extend(resolve_component(list_kind, ref, f"{path}{name}[{i}]"))
         converted[name] = options[name]
     if errors:
         return None, errors
@@ -309,6 +337,8 @@ def describe_config(config_cls: type) -> list[dict[str, Any]]:
             default = f.default
         if isinstance(default, ComponentRef):
             default = default.name
+        elif isinstance(default, tuple) and all(isinstance(d, ComponentRef) for d in default):
+            default = [d.name for d in default]
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         rows.append(
             {

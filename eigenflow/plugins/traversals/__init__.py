@@ -5,6 +5,7 @@ from .hessian_metric import HessianMetric, HessianSpectrum
 from .householder import HouseholderDirections
 from .jacobian_path import JacobianPath
 from .metrics import AlignmentMap, VPScore
+from .pipeline import TraversePipeline
 from .potential_flow import LinearDirections, PotentialFlow
 from .sefa import SeFa
 
@@ -17,6 +18,7 @@ __all__ = [
     "LinearDirections",
     "PotentialFlow",
     "SeFa",
+    "TraversePipeline",
     "VPScore",
 ]
 
@@ -32,3 +34,4 @@ def eigenflow_register(registry):
     registry.add("metric", HessianSpectrum, name="hessian-spectrum")
     registry.add("metric", VPScore, name="vp-score")
     registry.add("metric", AlignmentMap, name="alignment-map")
+    registry.add("pipeline", TraversePipeline, name="traverse")
