@@ -182,6 +182,7 @@ class RationalApproximant:
     q_x: tuple[float, ...]
     p_y: tuple[float, ...]
     q_y: tuple[float, ...]
+    _tables: dict = attrs.field(factory=dict, eq=False, repr=False, alias="_tables")
 
     @classmethod
     def from_exact(
@@ -210,7 +211,7 @@ class RationalApproximant:
         """``(4, d + 1)`` table of the coefficients of ``P_x, Q_x, P_y, Q_y`` (zero padded),
         cached per dtype and device."""
         key = (dtype, device)
-        cache = _TABLES.setdefault(id(self), {})
+        cache = self._tables
         if key not in cache:
             polys = (self.p_x, self.q_x, self.p_y, self.q_y)
             width = max(len(c) for c in polys)
@@ -234,9 +235,6 @@ class RationalApproximant:
         for k in range(table.shape[1] - 2, -1, -1):
             acc = torch.addcmul(table[:, k].reshape(shape), acc, z)
         return torch.where(x <= self.split, acc[0] / acc[1], acc[2] / acc[3])
-
-
-_TABLES: dict[int, dict[tuple[torch.dtype, torch.device], torch.Tensor]] = {}
 
 
 def _running_bound(coeffs: Sequence[Fraction], value: Fraction, t: Fraction) -> float:
