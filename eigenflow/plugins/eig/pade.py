@@ -27,13 +27,14 @@ class SVDPadeConfig:
 
     degree: int = option(
         100,
-        validator=integer(2, 400),
-        help="total degree m + n of the diagonal Padé approximant [m/n] (100: [50/50])",
+        validator=integer(2, 200),
+        help="total degree m + n of the diagonal Padé approximant [m/n] (100: [50/50]); "
+        "coefficients are derived once per (degree, bound) in exact arithmetic (0.6 s at 100)",
     )
     bound: float | None = option(
         None,
         validator=optional(floating(1e3, 1e300)),
-        help="maximum of the approximant of 1/(1-x) on [0, 1], so |K_ij| <= bound/lambda_j "
+        help="maximum of the approximant of 1/(1-x) on [0, 1]; |K_ij| <= bound/lambda_max "
         "(None: 1/eps of the working dtype)",
     )
     eps: float | None = eps_option()
@@ -46,8 +47,9 @@ class SVDPadeSolver(EighSolver):
     ``lambda_j >= lambda_i``, ``1/(lambda_j - lambda_i) = (1/lambda_j) f(lambda_i/lambda_j)``
     and ``f(x) = 1/(1-x)`` replaced by a Tikhonov-regularised ``[m/n]`` Padé approximant
     (Eq. 3.16, 3.18; :mod:`eigenflow.core.rational`): agrees with ``1/(1-x)`` to a relative
-    ``~ (n+1)/(2 bound (1-x))`` near ``x = 1`` and far better away from it, and is bounded by
-    ``bound``. Gradients are finite on repeated eigenvalues and singular input.
+    ``~ 1/(bound (1-x))`` near ``x = 1`` and far better away from it, and is bounded by
+    ``bound``; ``|K_ij|`` is also capped at ``bound / lambda_max`` (gaps below the absolute
+    resolution of ``eigh``). Gradients are finite on repeated eigenvalues and singular input.
     """
 
     Config = SVDPadeConfig
