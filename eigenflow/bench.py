@@ -52,6 +52,7 @@ __all__ = [
     "OPS",
     "QUICK_GRID",
     "SVD_PEER",
+    "BenchInterrupted",
     "BenchSpec",
     "Contender",
     "accuracy",
@@ -808,6 +809,14 @@ def _plan(spec: BenchSpec, contenders: list[Contender]) -> list[tuple]:
     return plan
 
 
+class BenchInterrupted(EigenflowError):
+    """The run was interrupted (Ctrl-C); ``rows`` holds the measurements finished so far."""
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        super().__init__(f"benchmark interrupted after {len(rows)} measurements")
+        self.rows = rows
+
+
 def run_benchmark(
     spec: BenchSpec | None = None,
     *,
@@ -829,6 +838,11 @@ def run_benchmark(
     -------
     list of dict
         One row per (device, dtype, cond, batch, n, op, solver, mode) with :data:`COLUMNS`.
+
+    Raises
+    ------
+    BenchInterrupted
+        On Ctrl-C, carrying the rows finished so far.
     """
     spec = spec or BenchSpec()
     contenders = contenders if contenders is not None else select_contenders(spec.solvers)
@@ -836,17 +850,23 @@ def run_benchmark(
     threads = torch.get_num_threads()
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
+    rows: list[dict[str, Any]] = []
     try:
-        rows = _run_plan(plan, spec, progress)
+        _run_plan(plan, spec, progress, rows)
+    except KeyboardInterrupt:
+        raise BenchInterrupted(add_ratios(rows)) from None
     finally:
         torch.set_num_threads(threads)
     return add_ratios(rows)
 
 
 def _run_plan(
-    plan: list[tuple], spec: BenchSpec, progress: Callable[[str], None] | None
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    plan: list[tuple],
+    spec: BenchSpec,
+    progress: Callable[[str], None] | None,
+    rows: list[dict[str, Any]],
+) -> None:
+    """Measure the grid points of ``plan``, appending finished rows to ``rows``."""
     total = sum(len(point[6]) * len(point[7]) for point in plan)
     matrices: dict[tuple, torch.Tensor] = {}
     upstream: dict[tuple, tuple] = {}
@@ -880,7 +900,6 @@ def _run_plan(
                 rows.append(_close_row(row))
                 if progress is not None:
                     progress(_progress_line(row, len(rows), total))
-    return rows
 
 
 # --------------------------------------------------------------------------- output
@@ -1349,7 +1368,8 @@ def main(
     args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
     """Run ``eigenflow bench`` with parsed ``args``; returns the exit status (0 on success,
-    even when some solvers produced error rows; 2 on a bad option)."""
+    even when some solvers produced error rows; 2 on a bad option; 130 when interrupted with
+    Ctrl-C, after writing the rows measured so far)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
@@ -1367,13 +1387,12 @@ def main(
     if not args.quiet:
         names = ", ".join(c.label for c in contenders)
         progress(f"eigenflow bench: {names}")
-    threads = torch.get_num_threads()
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    status = 0
     try:
         rows = run_benchmark(spec, progress=None if args.quiet else progress, contenders=contenders)
-    finally:
-        torch.set_num_threads(threads)
+    except BenchInterrupted as stop:
+        rows, status = stop.rows, 130
+        print(f"interrupted: writing the {len(rows)} rows measured so far", file=stderr)
     paths = write_results(rows, args.out, spec=spec)
     written = [paths["csv"], paths["json"]]
     if not args.no_plots:
@@ -1384,4 +1403,4 @@ def main(
     errors = sum(r["status"] == "error" for r in rows)
     if errors and not args.quiet:
         print(f"{errors} measurement(s) failed; see the status and message columns", file=stdout)
-    return 0
+    return status

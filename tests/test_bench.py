@@ -377,6 +377,39 @@ def test_non_finite_output_is_reported(tmp_path):
     assert record["rel_err"] is None and record["fwd_ms"] > 0
 
 
+def test_ctrl_c_keeps_the_rows_measured_so_far(tmp_path, monkeypatch):
+    def interrupts_at_8(op, A):
+        if A.shape[-1] == 8:
+            raise KeyboardInterrupt
+        return A * 2.0
+
+    contender = bench.Contender("ctrl-c", "ctrl-c", False, frozenset({"sqrt"}), interrupts_at_8)
+    spec = bench.BenchSpec(
+        ops=("sqrt",),
+        batches=(2,),
+        sizes=(4, 8, 16),
+        devices=("cpu",),
+        repeats=1,
+        warmup=0,
+        threads=1,
+    )
+    threads = torch.get_num_threads()
+    with pytest.raises(bench.BenchInterrupted) as stop:
+        bench.run_benchmark(spec, contenders=[contender])
+    assert [r["n"] for r in stop.value.rows] == [4]
+    assert torch.get_num_threads() == threads  # restored
+
+    def interrupted_run(*args, **kwargs):
+        raise bench.BenchInterrupted(stop.value.rows)
+
+    monkeypatch.setattr(bench, "run_benchmark", interrupted_run)
+    args = _parser().parse_args(["--solvers", "svd", "--no-plots", "--out", str(tmp_path)])
+    stderr = io.StringIO()
+    assert bench.main(args, stdout=io.StringIO(), stderr=stderr) == 130
+    assert "interrupted" in stderr.getvalue()
+    assert len(json.loads((tmp_path / "results.json").read_text())["rows"]) == 1
+
+
 def test_max_time_reduces_the_repeats_of_a_slow_solver():
     import time
 
