@@ -27,7 +27,7 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def _orth_err(Q: torch.Tensor) -> float:
-    Q = Q.to(torch.float64)
+    Q = Q.detach().to(torch.float64)
     eye = torch.eye(Q.shape[-1], dtype=Q.dtype)
     return float(torch.linalg.matrix_norm(Q.mT @ Q - eye).max())
 
