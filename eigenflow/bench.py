@@ -60,6 +60,7 @@ __all__ = [
     "add_ratios",
     "environment",
     "format_summary",
+    "load_results",
     "main",
     "make_spd",
     "parse_solver_spec",
@@ -118,6 +119,7 @@ FULL_GRID: dict[str, tuple] = {
     "dtypes": ("float32", "float64"),
 }
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_DEFAULT_OUT = "eigenflow-bench"
 
 
 def _default_devices() -> tuple[str, ...]:
@@ -1330,11 +1332,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
     output.add_argument(
         "--out",
-        default="eigenflow-bench",
+        default=_DEFAULT_OUT,
         metavar="DIR",
         help="directory for results.csv, results.json and the plots (default ./eigenflow-bench)",
     )
     output.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    output.add_argument(
+        "--from-json",
+        metavar="FILE",
+        default=None,
+        help="measure nothing: summarise and plot the rows of a saved "
+        "results.json (into --out, default: next to FILE)",
+    )
     output.add_argument(
         "--quiet", action="store_true", help="no progress lines and no summary table"
     )
@@ -1364,6 +1373,31 @@ def spec_from_args(args: argparse.Namespace) -> BenchSpec:
     return BenchSpec(**fields)
 
 
+def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a ``results.json`` written by :func:`write_results` (``null`` read back as
+    ``None``)."""
+    payload = json.loads(Path(path).read_text())
+    if not isinstance(payload, dict) or payload.get("format") != "eigenflow-bench/1":
+        raise ConfigError(f"{path}: not an eigenflow benchmark results.json")
+    return [{k: row.get(k) for k in COLUMNS} for row in payload["rows"]]
+
+
+def _from_json(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    source = Path(args.from_json)
+    out = source.parent if args.out == _DEFAULT_OUT else Path(args.out)
+    try:
+        rows = load_results(source)
+        written = [] if args.no_plots else plot_results(rows, out)
+    except (OSError, ValueError, EigenflowError) as exc:
+        print(f"eigenflow bench: error: {exc}", file=stderr)
+        return 2
+    if not args.quiet:
+        print(format_summary(rows), file=stdout)
+        if written:
+            print("\nwrote " + ", ".join(str(p) for p in written), file=stdout)
+    return 0
+
+
 def main(
     args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
@@ -1372,6 +1406,8 @@ def main(
     Ctrl-C, after writing the rows measured so far)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    if getattr(args, "from_json", None):
+        return _from_json(args, stdout, stderr)
     try:
         spec = spec_from_args(args)
         if not args.no_plots:

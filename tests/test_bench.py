@@ -482,6 +482,27 @@ def test_cli_runs_a_tiny_grid(tmp_path, flaky_solver):
     assert (out / "time_vs_batch_sqrt_cpu_float64.png").exists()
 
 
+def test_cli_from_json_summarises_and_plots_a_saved_run(tiny_rows, tmp_path):
+    pytest.importorskip("matplotlib")
+    spec, rows, _ = tiny_rows
+    rows = [r for r in rows if r["op"] == "sqrt" and r["dtype"] == "float64"]
+    saved = bench.write_results(rows, tmp_path / "run", spec=spec)["json"]
+    loaded = bench.load_results(saved)
+    assert [r["solver"] for r in loaded] == [r["solver"] for r in rows]
+    assert [r["fwdbwd_ms"] for r in loaded] == [r["fwdbwd_ms"] for r in rows]
+    args = _parser().parse_args(["--from-json", str(saved)])
+    stdout = io.StringIO()
+    assert bench.main(args, stdout=stdout, stderr=io.StringIO()) == 0
+    assert stdout.getvalue().startswith("speed-up over torch.linalg.eigh")
+    assert (tmp_path / "run" / "time_vs_size_sqrt_cpu_float64.png").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    stderr = io.StringIO()
+    args = _parser().parse_args(["--from-json", str(bad)])
+    assert bench.main(args, stdout=io.StringIO(), stderr=stderr) == 2
+    assert "not an eigenflow benchmark" in stderr.getvalue()
+
+
 def test_cli_quiet_and_no_plots(tmp_path):
     args = _parser().parse_args(
         [
