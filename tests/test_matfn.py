@@ -396,3 +396,20 @@ def test_cuda_matches_cpu(name):
     cuda = grads_of(s, A.cuda(), G.cuda())
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(s.sqrt(A.cuda()).cpu(), s.sqrt(A), rtol=1e-10, atol=1e-12)
+
+
+def test_ns_supports_torch_func_and_double_backward():
+    s = solver("ns")
+    A = spd((3,), 4, 5.0)
+    per_matrix = torch.func.vmap(lambda X: s.sqrt(X[None], check=False)[0])(A)
+    torch.testing.assert_close(per_matrix, s.sqrt(A), rtol=1e-13, atol=0)
+    one = A[:1].clone().requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda Y: s.sqrt(Y, check=False), (one,))
+
+
+def test_lyapunov_solvers_refuse_double_backward():
+    # Documented: the custom autograd.Function is once_differentiable.
+    X = spd((1,), 4, 5.0).requires_grad_()
+    (g,) = torch.autograd.grad(solver("mpa-lya").sqrt(X).square().sum(), X, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()

@@ -346,8 +346,9 @@ class MPALyaSolver(_MatFnSolver):
 
     The backward is an approximation of the derivative of the true square root, not the
     derivative of the Padé approximant (``exact_gradient = False``); it never divides by
-    eigenvalue differences, so it stays finite on repeated eigenvalues. See the docstring of
-    :class:`_LyapunovBackward` for what it does not support.
+    eigenvalue differences, so it stays finite on repeated eigenvalues. Implemented as a
+    custom ``torch.autograd.Function``: not supported under ``torch.func`` transforms
+    (``vmap``, ``grad``, ``jacrev``) nor for double backward.
     """
 
     Config = MPALyaConfig
@@ -386,7 +387,8 @@ class MTPLyaSolver(_MatFnSolver):
     ``A / ||A||_F``), so the forward error grows with the condition number and the size; see
     the accuracy table in ``docs/matfn.rst``.
 
-    Backward as ``mpa-lya`` (``exact_gradient = False``, ``robust_gradient = True``).
+    Backward as ``mpa-lya`` (``exact_gradient = False``, ``robust_gradient = True``; no
+    ``torch.func`` transforms, no double backward).
     """
 
     Config = MTPLyaConfig
@@ -459,7 +461,8 @@ class NSLyaSolver(_MatFnSolver):
     ``Z_0 = I``, ``Z_{k+1} = (3 Z_k - Z_k^3 A / ||A||_F) / 2`` converges to
     ``(A / ||A||_F)^(-1/2)`` (3 matrix products per iteration); ``A^(-1/2) = Z_k /
     sqrt(||A||_F)`` and ``A^(1/2) = Z_k A / sqrt(||A||_F)`` (Proposition 2: ``Y_k = Z_k A /
-    ||A||_F``, one more product). Backward as ``mpa-lya`` (``exact_gradient = False``).
+    ||A||_F``, one more product). Backward as ``mpa-lya`` (``exact_gradient = False``; no
+    ``torch.func`` transforms, no double backward).
     """
 
     Config = NSLyaConfig
@@ -494,7 +497,8 @@ class SVDLyaSolver(_MatFnSolver):
     square root: such an instance reports ``exact_gradient = True`` (the class attribute
     describes the default ``backward="lyapunov"``, an approximation). The backward never
     divides by eigenvalue differences (``robust_gradient``). Note that ``eigh`` cannot be
-    captured in a CUDA graph.
+    captured in a CUDA graph. Custom ``torch.autograd.Function``: no ``torch.func``
+    transforms, no double backward.
     """
 
     Config = SVDLyaConfig
