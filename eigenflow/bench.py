@@ -350,7 +350,8 @@ class Contender:
 
     ``label`` is the row's ``solver`` column (``"mpa-lya"``, ``"mpa-lya:degree=8"``,
     ``"torch.linalg.eigh"``); ``call(op, A)`` computes ``op`` on a flat batch ``A (B, n, n)``
-    without input validation; ``ops`` are the ops it provides.
+    without input validation; ``ops`` are the ops it provides. ``setup_error`` is the
+    exception a registered solver raised when built with its defaults: its rows are errors.
     """
 
     label: str
@@ -358,6 +359,7 @@ class Contender:
     is_peer: bool
     ops: frozenset[str]
     call: Callable[[str, torch.Tensor], Any]
+    setup_error: Exception | None = None
 
 
 def _parse_value(text: str) -> Any:
@@ -394,9 +396,19 @@ def parse_solver_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def _solver_contender(name: str, options: dict[str, Any], label: str) -> Contender:
+    """A registered solver as a contender. Options given by the user that the solver rejects
+    raise (a usage error); a solver that cannot be built with its defaults (a broken
+    third-party plugin) becomes a contender whose rows are errors."""
     from . import api
 
-    solver = api.create("solver", name, **options)
+    try:
+        solver = api.create("solver", name, **options)
+    except Exception as exc:
+        if options:
+            raise
+        provides_eigh = getattr(api.get("solver", name), "provides_eigh", False)
+        ops = {"sqrt", "invsqrt"} | ({"eigh"} if provides_eigh else set())
+        return Contender(label, name, False, frozenset(ops), _peer_eigh, setup_error=exc)
     ops = {"sqrt", "invsqrt"} | ({"eigh"} if getattr(solver, "provides_eigh", False) else set())
 
     def call(op: str, A: torch.Tensor) -> Any:
@@ -695,6 +707,13 @@ def _close_row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _check_setup(contender: Contender, row: dict[str, Any]) -> None:
+    """Raise the contender's construction error, if any, as a failure of stage ``setup``."""
+    row["stage"] = "setup"
+    if contender.setup_error is not None:
+        raise contender.setup_error
+
+
 def _measure_point_eager(
     contenders: list[Contender],
     rows: list[dict[str, Any]],
@@ -708,6 +727,7 @@ def _measure_point_eager(
     runs: list[_EagerRun] = []
     for contender, row in zip(contenders, rows):
         try:
+            _check_setup(contender, row)
             run = _EagerRun(_Case(contender, op, A, grads), spec, row)
             run.prepare()
         except Exception as exc:
@@ -736,6 +756,7 @@ def _measure_point_graph(
     spec: BenchSpec,
 ) -> None:
     try:
+        _check_setup(contender, row)
         _measure_graph(_Case(contender, op, A, grads), spec, row)
     except Exception as exc:
         _record_failure(row, exc, A.device)

@@ -41,10 +41,18 @@ class FlakySolver(SVDSolver):
         return super()._eigh(A)
 
 
+class UnbuildableSolver(SVDSolver):
+    """A broken third-party solver: building it with its defaults raises."""
+
+    def __init__(self, config=None, **options):
+        raise RuntimeError("cannot build this solver")
+
+
 class FlakyPlugin:
     @reg.hookimpl
     def eigenflow_register(self, registry):
         registry.add("solver", FlakySolver, name="flaky-test")
+        registry.add("solver", UnbuildableSolver, name="unbuildable-test")
 
 
 @pytest.fixture(scope="module")
@@ -321,6 +329,29 @@ def test_plots_are_written(tiny_rows, tmp_path):
     )
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_solver_that_cannot_be_built_gives_error_rows(flaky_solver):
+    (contender,) = [
+        c for c in bench.select_contenders(["unbuildable-*"]) if c.label == "unbuildable-test"
+    ]
+    assert contender.ops == {"sqrt", "invsqrt", "eigh"}
+    spec = bench.BenchSpec(
+        solvers=("unbuildable-test",),
+        ops=("sqrt", "eigh"),
+        batches=(2,),
+        sizes=(3,),
+        devices=("cpu",),
+        repeats=1,
+        warmup=0,
+    )
+    rows = bench.run_benchmark(spec)
+    broken = [r for r in rows if r["solver"] == "unbuildable-test"]
+    assert len(broken) == 2
+    for r in broken:
+        assert r["status"] == "error"
+        assert r["message"] == "setup: RuntimeError: cannot build this solver"
+    assert all(r["status"] == "ok" for r in rows if r["solver"] != "unbuildable-test")
 
 
 def test_solver_failing_in_backward_is_an_error_row():
