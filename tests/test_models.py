@@ -388,3 +388,23 @@ def test_pipeline_measurements_agree_with_the_metric_plugins():
     ll = importance_weighted_log_likelihood(model, frames, samples=40, chunk=20)
     ref = gen_metrics.LogLikelihood(samples=40, chunk=20, seed=0).per_item(model, frames)
     torch.testing.assert_close(ll, ref)
+
+
+@pytest.mark.parametrize("density_update", ["logdet", "laplacian"])
+def test_diffusion_prior_step_matches_autograd(density_update):
+    """Prior step of Eq. 4.17-4.18: psi = -D log N(0, var I), map z -> z + grad psi."""
+    from eigenflow.core.kl import gaussian_log_density
+
+    diffusion, var = 0.3, 1.7
+    model = _ffvae(density_update=density_update, diffusion=diffusion)
+
+    def psi(z):
+        return -diffusion * gaussian_log_density(z, var)
+
+    z = torch.randn(3, dtype=D64)
+    hess = torch.autograd.functional.hessian(psi, z)
+    if density_update == "logdet":
+        ref = torch.linalg.slogdet(torch.eye(3, dtype=D64) + hess).logabsdet
+    else:
+        ref = torch.log1p(hess.trace())
+    assert model._prior_log_jacobian(var, 3) == pytest.approx(float(ref), rel=1e-12)

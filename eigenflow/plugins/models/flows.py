@@ -16,6 +16,7 @@ so that the initial condition ``grad_z u(z, 0) = 0`` (Eq. 4.8, 4.34) constrains 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -319,8 +320,8 @@ class FFVAE(_PotentialFlowVAE):
         """Prior step with ``psi = -D log N(0, var I)``: ``Laplacian psi = D d / var``."""
         ratio = self.config.diffusion / var
         if self.config.density_update == "logdet":
-            return d * float(torch.log1p(torch.tensor(ratio)))
-        return float(torch.log1p(torch.tensor(d * ratio)))
+            return d * math.log1p(ratio)
+        return math.log1p(d * ratio)
 
     def posterior_flow(
         self,
