@@ -338,9 +338,9 @@ def test_svd_documented_behaviour_non_finite_at_exact_repeats():
     distinct eigenvalues, however close, it stays finite."""
     svd = ef.create("solver", "svd")
     eye = torch.eye(5, dtype=F64)[None]
-    assert not torch.isfinite(_grad(svd, eye, lambda s, X: s.sqrt(X).square().sum())).all()
     L, _ = torch.linalg.eigh(eye)
     assert (L == 1).all()  # the ties are exact
+    assert not torch.isfinite(_grad(svd, eye, lambda s, X: s.sqrt(X).square().sum())).all()
     near = spd_from_eigenvalues(torch.tensor([[1.0, 1.0 + 1e-9, 2.0]], dtype=F64), _gen(14))
     assert torch.isfinite(_grad(svd, near, lambda s, X: s.sqrt(X).sum())).all()
 
@@ -515,7 +515,9 @@ def test_gradient_quality_report(tmp_path):
     by = {(r["solver"], r["cond"]): r for r in rows}
     for cond in (1e2, 1e12):
         assert by[("svd-pade", cond)]["rel_error_max"] < 1e-8
-    assert by[("svd", 1.0)]["finite_fraction"] < 1.0  # exact ties on the rotated identity
+    # svd on the rotated identity: non-finite where LAPACK returns exact ties, else inaccurate
+    svd_at_1 = by[("svd", 1.0)]
+    assert svd_at_1["finite_fraction"] < 1.0 or svd_at_1["rel_error_median"] > 0.1
     assert all(by[(n, 1.0)]["finite_fraction"] == 1.0 for n in ROBUST)
     timing = time_forward_backward(
         ["svd", "svd-pade"], n=8, batch=4, repeats=2, dtype=torch.float64
