@@ -196,7 +196,7 @@ def _jacobi_rotation(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor):
 def _qr_step(
     d: torch.Tensor,
     e: torch.Tensor,
-    V: torch.Tensor | None,
+    Vt: torch.Tensor | None,
     lo: torch.Tensor,
     hi: torch.Tensor,
     shift: torch.Tensor,
@@ -207,8 +207,9 @@ def _qr_step(
 
     The first rotation of a block is set by ``(d_lo - shift, e_lo)``, the following ones chase
     the bulge it creates down to ``hi``. Rotation ``k`` changes ``d_k, d_{k+1}, e_{k-1}, e_k``,
-    the bulge and ``e_{k+1}`` (economic eigenvalue calculation), and columns ``k, k+1`` of
-    ``V`` (Eq. 3.44). A block of size two is diagonalised by its exact Jacobi rotation.
+    the bulge and ``e_{k+1}`` (economic eigenvalue calculation), and eigenvectors ``k, k+1``,
+    stored as rows ``k, k+1`` of ``Vt`` (Eq. 3.44). A block of size two is diagonalised by its
+    exact Jacobi rotation.
     """
     n = d.shape[-1]
     bulge = torch.zeros_like(d[:, 0])
@@ -226,7 +227,7 @@ def _qr_step(
         z = torch.where(start, f, bulge)
         r = torch.hypot(x, z)
         ok = active & (r > 0)
-        r_safe = torch.where(ok, r, 1.0)
+        r_safe = torch.where(ok, r, 1.0)  # no rotation where inactive or x = z = 0
         c = torch.where(ok, x / r_safe, 1.0)
         s = torch.where(ok, z / r_safe, 0.0)
         exact = start & size_two
@@ -244,16 +245,16 @@ def _qr_step(
             g = e[:, k + 1].clone()
             bulge = s * g
             e[:, k + 1] = c * g
-        if V is not None:
-            vk, vk1 = V[:, :, k], V[:, :, k + 1]
+        if Vt is not None:
+            vk, vk1 = Vt[:, k], Vt[:, k + 1]
             c_, s_ = c.unsqueeze(-1), s.unsqueeze(-1)
-            V[:, :, k], V[:, :, k + 1] = c_ * vk + s_ * vk1, c_ * vk1 - s_ * vk
+            Vt[:, k], Vt[:, k + 1] = c_ * vk + s_ * vk1, c_ * vk1 - s_ * vk
 
 
 def tridiagonal_qr(
     d: torch.Tensor,
     e: torch.Tensor,
-    V: torch.Tensor | None,
+    Vt: torch.Tensor | None,
     *,
     tol: float,
     max_sweeps: int,
@@ -270,13 +271,15 @@ def tridiagonal_qr(
     which keeps Wilkinson's global convergence guarantee. ``shift="wilkinson"`` uses the
     current Wilkinson shift for both steps.
 
-    Returns ``d``, ``V`` (columns still in the order of ``d``), convergence flags ``(B,)`` and
+    ``Vt (B, n, n)`` holds the eigenvectors as rows (``None``: eigenvalues only).
+
+    Returns ``d``, ``Vt`` (rows still in the order of ``d``), convergence flags ``(B,)`` and
     the number of QR steps taken.
     """
     B, n = d.shape
     steps = 0
     if n < 2:
-        return d, V, torch.ones(B, dtype=torch.bool, device=d.device), 0
+        return d, Vt, torch.ones(B, dtype=torch.bool, device=d.device), 0
     e = deflate(d, e, tol)
     lo, hi = active_blocks(e, n)
     for _ in range(max_sweeps):
@@ -285,7 +288,7 @@ def tridiagonal_qr(
             break
         top, bottom = _pick(d, hi - 1), _pick(d, hi)
         mu_near, mu_far = trailing_eigenvalues(top, _pick(e, hi - 1), bottom)
-        _qr_step(d, e, V, lo, hi, mu_near, k_start, k_stop)
+        _qr_step(d, e, Vt, lo, hi, mu_near, k_start, k_stop)
         steps += 1
         e = deflate(d, e, tol)
         new_lo, new_hi = active_blocks(e, n)
@@ -302,12 +305,12 @@ def tridiagonal_qr(
         else:
             second = near2
         lo, hi = new_lo, new_hi
-        _qr_step(d, e, V, lo, hi, second, k_start, k_stop)
+        _qr_step(d, e, Vt, lo, hi, second, k_start, k_stop)
         steps += 1
         e = deflate(d, e, tol)
         lo, hi = active_blocks(e, n)
     converged = hi == 0
-    return d, V, converged, steps
+    return d, Vt, converged, steps
 
 
 # --------------------------------------------------------------------------- driver
@@ -358,14 +361,15 @@ def batched_eigh(
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     A = A / scale[:, None, None]
     d, e, U, taus = tridiagonalize(A)
-    V = wy_accumulate(U, taus) if eigenvectors else None
-    d, V, converged, steps = tridiagonal_qr(
-        d, e, V, tol=tol, max_sweeps=max_sweeps_per_dim * n, shift=shift
+    # eigenvectors as rows, so that a rotation updates two contiguous rows
+    Vt = wy_accumulate(U, taus).mT.contiguous() if eigenvectors else None
+    d, Vt, converged, steps = tridiagonal_qr(
+        d, e, Vt, tol=tol, max_sweeps=max_sweeps_per_dim * n, shift=shift
     )
     L, order = torch.sort(d, dim=-1)
     L = L * scale[:, None]
     if eigenvectors:
-        V = torch.gather(V, -1, order.unsqueeze(-2).expand(B, n, n))
+        V = torch.gather(Vt, -2, order.unsqueeze(-1).expand(B, n, n)).mT.contiguous()
     else:
         V = torch.eye(n, dtype=A.dtype, device=A.device).expand(B, n, n)
     return BatchedEighResult(L, V, converged, steps)
