@@ -98,7 +98,7 @@ class CovariancePoolingConfig:
     head Eq. 2.48)."""
 
     solver: Any = component_option(
-        "solver", "svd", help="solver for the matrix square root (name or table)"
+        "solver", "mpa-lya", help="solver for the matrix square root (name or table)"
     )
     layout: str = option(
         "channels-first",
