@@ -1359,6 +1359,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     output.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     output.add_argument(
+        "--gradient-quality",
+        action="store_true",
+        help="also write the gradient-quality report of the eigh-based solvers (relative "
+        "error against the exact float64 gradient and largest gradient entry over a "
+        "conditioning sweep) to OUT/gradients",
+    )
+    output.add_argument(
         "--from-json",
         metavar="FILE",
         default=None,
@@ -1419,6 +1426,16 @@ def _from_json(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
+def _gradient_report(args: argparse.Namespace, progress: Any) -> list[Path]:
+    """Gradient quality of every solver with ``eigh`` (thesis 000, Tables 3.1-3.2 in spirit)."""
+    from .bench_gradients import gradient_quality, write_gradient_report
+
+    if not args.quiet:
+        progress("eigenflow bench: gradient quality over the conditioning sweep")
+    rows = gradient_quality()
+    return write_gradient_report(rows, Path(args.out) / "gradients", plot=not args.no_plots)
+
+
 def main(
     args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
@@ -1457,6 +1474,13 @@ def main(
     if not args.quiet:
         print(format_summary(rows), file=stdout)
         print("\nwrote " + ", ".join(str(p) for p in written), file=stdout)
+    if getattr(args, "gradient_quality", False) and status == 0:
+        written += _gradient_report(args, progress)
+        if not args.quiet:
+            print(
+                "wrote the gradient-quality report to " + str(Path(args.out) / "gradients"),
+                file=stdout,
+            )
     errors = sum(r["status"] == "error" for r in rows)
     if errors and not args.quiet:
         print(f"{errors} measurement(s) failed; see the status and message columns", file=stdout)

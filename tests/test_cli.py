@@ -91,3 +91,33 @@ def test_console_script_entry_point():
     )
     assert done.returncode == 0, done.stderr
     assert "gcp" in done.stdout
+
+
+def test_bench_smoke_with_gradient_quality(tmp_path, capsys):
+    code = main(
+        [
+            "bench",
+            "--solvers",
+            "svd",
+            "--batch",
+            "1",
+            "--size",
+            "3",
+            "--device",
+            "cpu",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--no-plots",
+            "--quiet",
+            "--gradient-quality",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "results.csv").is_file()
+    report = json.loads((tmp_path / "gradients" / "gradient_quality.json").read_text())
+    rows = report["gradient_quality"]
+    assert {r["solver"] for r in rows} >= {"svd", "svd-pade"}

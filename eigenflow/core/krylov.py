@@ -41,7 +41,9 @@ def lanczos_topk(
     k
         Number of eigenpairs, ``1 <= k <= d``.
     iters
-        Krylov dimension ``m`` (default ``min(d, max(2k + 10, 20))``); more is more accurate.
+        Krylov dimension ``m`` (default ``min(d, max(3k + 30, 40))``: 60 for ``k = 10``,
+        enough for about 1e-4 relative accuracy even on the flat spectrum of an untrained
+        512-d generator; fast-decaying spectra need fewer).
 
     Returns
     -------
@@ -57,7 +59,7 @@ def lanczos_topk(
     orthogonal to the basis, with a zero coupling coefficient, so ``T`` stays exact.
     """
     B, d = start.shape
-    m = min(d, iters if iters is not None else max(2 * k + 10, 20))
+    m = min(d, iters if iters is not None else max(3 * k + 30, 40))
     if not 1 <= k <= m:
         raise ValueError(f"k must be in [1, {m}] (the Krylov dimension), got {k}")
     tiny = torch.finfo(start.dtype).eps * 16

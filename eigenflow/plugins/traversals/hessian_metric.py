@@ -45,7 +45,7 @@ class HessianMetricConfig:
     lanczos_iters: int | None = option(
         None,
         validator=optional(integer(2)),
-        help="Krylov dimension (default max(2k + 10, 20))",
+        help="Krylov dimension (default max(3k + 30, 40))",
     )
     fd_eps: float = option(
         1e-3, validator=floating(0.0, min_open=True), help="finite-difference step (latent units)"
