@@ -3,6 +3,7 @@ eigendecomposition references (independent of the code under test)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 
@@ -47,3 +48,14 @@ def rel_err(X: torch.Tensor, R: torch.Tensor) -> float:
     num = torch.linalg.matrix_norm(X - R)
     den = torch.linalg.matrix_norm(R).clamp_min(1e-300)
     return float((num / den).max()) if num.numel() else 0.0
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one intra-op thread (restored after): these tests use small matrices,
+    for which OpenMP threads only add synchronisation, and on an oversubscribed machine they
+    made the suite ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from _matfn_common import eig_sqrt, rel_err, spd
+from _matfn_common import eig_sqrt, one_thread, rel_err, spd  # noqa: F401 - fixture
 from scipy.linalg import solve_continuous_lyapunov
 
 from eigenflow.core.lyapunov import (
@@ -17,6 +17,8 @@ from eigenflow.core.lyapunov import (
     lyapunov_sign_solve,
     normalising_scale,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scipy_lyapunov(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from _matfn_common import one_thread  # noqa: F401 - fixture
 from scipy.interpolate import pade as scipy_pade
 from scipy.special import binom
 
@@ -18,6 +19,8 @@ from eigenflow.core.pade import (
     pade_coefficients,
     taylor_coefficients,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("alpha", [0.5, -0.5, Fraction(1, 3)])
