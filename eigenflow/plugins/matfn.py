@@ -100,12 +100,12 @@ def _backward_option() -> Any:
     )
 
 
-def _scaling_option() -> Any:
+def _scaling_option(applies_to: str = "the forward series and the Lyapunov iteration") -> Any:
     return option(
         "frobenius",
         validator=one_of(SCALINGS),
-        help="pre-normalisation of forward and Lyapunov iteration: 'frobenius' (thesis, "
-        "Eq. 2.7) or 'spectral' (power-iteration estimate of ||A||_2, eigenflow extension)",
+        help=f"pre-normalisation of {applies_to}: 'frobenius' (thesis, Eq. 2.7) or "
+        "'spectral' (power-iteration estimate of ||A||_2, eigenflow extension)",
     )
 
 
@@ -177,7 +177,7 @@ class NSConfig:
     """
 
     iters: int = option(5, validator=integer(1, 200), help="Newton-Schulz iterations (Eq. 2.3)")
-    scaling: str = _scaling_option()
+    scaling: str = _scaling_option("the Newton-Schulz iteration")
 
 
 @config
@@ -207,7 +207,7 @@ class SVDLyaConfig:
     backward: str = _backward_option()
     lya_iters: int = _lya_iters_option()
     lya_tol: float | None = _lya_tol_option()
-    scaling: str = _scaling_option()
+    scaling: str = _scaling_option("the Lyapunov iteration (the forward is eigh)")
     eps: float | None = option(
         None,
         validator=optional(floating(0.0, 1.0)),
