@@ -217,34 +217,39 @@ def _qr_step(
     # exact rotation of two-by-two blocks, from the block's entries before the step (the
     # rotations at k < lo leave a matrix untouched)
     jc, js = _jacobi_rotation(_pick(d, lo), _pick(e, lo), _pick(d, lo + 1))
+    idx = torch.arange(n, device=d.device)
+    start_all = lo.unsqueeze(-1) == idx  # (B, n): rotation k opens the matrix's block
+    active_all = (lo.unsqueeze(-1) <= idx) & (idx < hi.unsqueeze(-1))
+    exact_all = start_all & size_two.unsqueeze(-1)
+    # d_lo - shift: rotations before lo leave d_lo untouched, so it can be formed up front
+    x_start = d - shift.unsqueeze(-1)
+    zero = torch.zeros_like(bulge)
     for k in range(k_start, k_stop):
-        start = lo == k
-        active = (lo <= k) & (k < hi)
-        # copies: the slices below are written in place further down
-        a, b, f = d[:, k].clone(), d[:, k + 1].clone(), e[:, k].clone()
-        prev = e[:, k - 1].clone() if k > 0 else torch.zeros_like(a)
-        x = torch.where(start, a - shift, prev)
+        start, active, exact = start_all[:, k], active_all[:, k], exact_all[:, k]
+        # every read of d and e happens before the writes at the end of the iteration
+        a, b, f = d[:, k], d[:, k + 1], e[:, k]
+        prev = e[:, k - 1] if k > 0 else zero
+        x = torch.where(start, x_start[:, k], prev)
         z = torch.where(start, f, bulge)
         r = torch.hypot(x, z)
         ok = active & (r > 0)
         r_safe = torch.where(ok, r, 1.0)  # no rotation where inactive or x = z = 0
-        c = torch.where(ok, x / r_safe, 1.0)
-        s = torch.where(ok, z / r_safe, 0.0)
-        exact = start & size_two
-        c = torch.where(exact, jc, c)
-        s = torch.where(exact, js, s)
-        if k > 0:
-            e[:, k - 1] = torch.where(start, prev, c * prev + s * bulge)
+        c = torch.where(exact, jc, torch.where(ok, x / r_safe, 1.0))
+        s = torch.where(exact, js, torch.where(ok, z / r_safe, 0.0))
         cc, ss, cs = c * c, s * s, c * s
         two_csf = 2.0 * cs * f
-        d[:, k] = cc * a + two_csf + ss * b
-        d[:, k + 1] = ss * a - two_csf + cc * b
-        new_f = cs * (b - a) + (cc - ss) * f
-        e[:, k] = torch.where(exact, torch.zeros_like(new_f), new_f)
+        new_a = cc * a + two_csf + ss * b
+        new_b = ss * a - two_csf + cc * b
+        new_f = torch.where(exact, 0.0, cs * (b - a) + (cc - ss) * f)
+        # e_{k-1} becomes r; where the block opens, e_{k-1} = 0 = bulge, so c*0 + s*0 = 0
+        new_prev = c * prev + s * bulge if k > 0 else None
         if k + 1 < n - 1:
-            g = e[:, k + 1].clone()
+            g = e[:, k + 1]
             bulge = s * g
             e[:, k + 1] = c * g
+        d[:, k], d[:, k + 1], e[:, k] = new_a, new_b, new_f
+        if new_prev is not None:
+            e[:, k - 1] = new_prev
         if Vt is not None:
             vk, vk1 = Vt[:, k], Vt[:, k + 1]
             c_, s_ = c.unsqueeze(-1), s.unsqueeze(-1)
