@@ -101,14 +101,15 @@ def _eigh_kernel(
         wk = tau * (u - tl.sum(W * ytu[None, :], axis=1))
         Y = tl.where(cols[None, :] == k, u[:, None], Y)
         W = tl.where(cols[None, :] == k, wk[:, None], W)
-    # P = I - W Y^T, accumulated column pair by column pair on chip
+    # T's diagonals first, so that the tile A is dead while P is formed
+    d = tl.sum(tl.where(rows[:, None] == cols[None, :], A, 0.0), axis=1)
+    e = tl.sum(tl.where(rows[:, None] == cols[None, :] + 1, A, 0.0), axis=0)
+    # P = I - W Y^T, one rank-1 term per reflector, on chip
     P = tl.where(rows[:, None] == cols[None, :], 1.0, 0.0).to(A.dtype)
     for j in range(0, n - 2):
         wj = tl.sum(tl.where(cols[None, :] == j, W, 0.0), axis=1)
         yj = tl.sum(tl.where(cols[None, :] == j, Y, 0.0), axis=1)
         P = P - wj[:, None] * yj[None, :]
-    d = tl.sum(tl.where(rows[:, None] == cols[None, :], A, 0.0), axis=1)
-    e = tl.sum(tl.where(rows[:, None] == cols[None, :] + 1, A, 0.0), axis=0)
     tl.store(D_ptr + vec + rows, d)
     tl.store(E_ptr + vec + cols, tl.where(cols < n - 1, e, 0.0))
     # eigenvector j (column j of P) as row j of the scratch
