@@ -103,7 +103,6 @@ def test_random_matrices_match_eigh(n: int, batch: int, dtype: torch.dtype) -> N
     assert_eigh_accuracy(A, result.eigenvalues, result.eigenvectors, TOL[dtype])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_size_128(dtype: torch.dtype) -> None:
     A = torch.cat([random_covariance(128, 1, seed=1), random_symmetric(128, 1, seed=2)])
