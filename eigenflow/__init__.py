@@ -11,6 +11,8 @@ from .api import create, eigh, get, list, matrix_invsqrt, matrix_sqrt, matrix_sq
 from .core import errors
 from .core.errors import (
     ConfigError,
+    ConvergenceError,
+    ConvergenceWarning,
     EigenflowError,
     EigenflowWarning,
     InputError,
@@ -26,6 +28,8 @@ from .registry import hookimpl
 
 __all__ = [
     "ConfigError",
+    "ConvergenceError",
+    "ConvergenceWarning",
     "EigenflowError",
     "EigenflowWarning",
     "InputError",

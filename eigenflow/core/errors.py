@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 __all__ = [
     "ConfigError",
+    "ConvergenceError",
+    "ConvergenceWarning",
     "DuplicatePluginError",
     "EigenflowError",
     "EigenflowWarning",
@@ -76,6 +78,14 @@ class PipelineSpecError(EigenflowError, ValueError):
         self.errors = list(errors)
         lines = "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(f"invalid pipeline specification ({len(self.errors)} error(s)):\n{lines}")
+
+
+class ConvergenceError(EigenflowError, RuntimeError):
+    """An iterative algorithm did not converge within its cap for some inputs."""
+
+
+class ConvergenceWarning(EigenflowWarning):
+    """An iterative algorithm did not converge within its cap for some inputs."""
 
 
 class NonFiniteLossError(EigenflowError, FloatingPointError):

@@ -14,8 +14,11 @@ from collections.abc import Callable
 import torch
 
 __all__ = [
+    "EighForward",
     "GradientRule",
     "eigenvalue_floor",
+    "eigh_autograd",
+    "eigh_backward",
     "eigh_with_rule",
     "exact_rule",
     "function_of_eigenpairs",
@@ -40,12 +43,36 @@ def exact_rule(L: torch.Tensor) -> torch.Tensor:
     return torch.where(eye, torch.zeros_like(diff), 1.0 / diff)
 
 
-class _EighWithRule(torch.autograd.Function):
-    """``torch.linalg.eigh`` whose backward uses a given gradient rule for ``F``."""
+EighForward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def eigh_backward(
+    L: torch.Tensor,
+    V: torch.Tensor,
+    grad_L: torch.Tensor | None,
+    grad_V: torch.Tensor | None,
+    rule: GradientRule,
+) -> torch.Tensor:
+    """Gradient with respect to symmetric ``A (..., n, n)`` of a loss of ``(L, V)``.
+
+    ``L (..., n)`` ascending eigenvalues, ``V (..., n, n)`` eigenvectors as columns,
+    ``grad_L``/``grad_V`` the incoming gradients (``None`` for none), ``rule(L) -> F``:
+    ``sym(V (diag(dl/dL) + F o (V^T dl/dV)) V^T)`` (Eq. 3.6).
+    """
+    inner = torch.zeros_like(V)
+    if grad_V is not None:
+        inner = rule(L) * (V.mT @ grad_V)
+    if grad_L is not None:
+        inner = inner + torch.diag_embed(grad_L)
+    return symmetrize(V @ inner @ V.mT)
+
+
+class _EighAutograd(torch.autograd.Function):
+    """An eigendecomposition forward with the backward of a given gradient rule."""
 
     @staticmethod
-    def forward(ctx, A: torch.Tensor, rule: GradientRule):  # type: ignore[override]
-        L, V = torch.linalg.eigh(A)
+    def forward(ctx, A: torch.Tensor, forward_fn: EighForward, rule: GradientRule):  # type: ignore[override]
+        L, V = forward_fn(A)
         ctx.rule = rule
         ctx.save_for_backward(L, V)
         return L, V
@@ -53,25 +80,40 @@ class _EighWithRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_L: torch.Tensor | None, grad_V: torch.Tensor | None):  # type: ignore[override]
         L, V = ctx.saved_tensors
-        inner = torch.zeros_like(V)
-        if grad_V is not None:
-            inner = ctx.rule(L) * (V.mT @ grad_V)
-        if grad_L is not None:
-            inner = inner + torch.diag_embed(grad_L)
-        grad_A = symmetrize(V @ inner @ V.mT)
-        return grad_A, None
+        return eigh_backward(L, V, grad_L, grad_V, ctx.rule), None, None
+
+
+def eigh_autograd(
+    forward_fn: EighForward, A: torch.Tensor, rule: GradientRule = exact_rule
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``forward_fn(A)`` made differentiable with the eigendecomposition backward of ``rule``.
+
+    Parameters
+    ----------
+    forward_fn
+        Maps symmetric ``A (..., n, n)`` to eigenvalues ascending ``(..., n)`` and orthonormal
+        eigenvectors ``(..., n, n)`` (e.g. ``torch.linalg.eigh`` or the ``batched-ed``
+        forward). It runs without autograd recording.
+    A
+        Symmetric input ``(..., n, n)``.
+    rule
+        Gradient rule ``L (..., n) -> F (..., n, n)``.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(L, V)``, differentiable with respect to ``A``. Not supported under ``torch.func``
+        transforms (no vmap rule); ordinary autograd, batching and CUDA are.
+    """
+    return _EighAutograd.apply(A, forward_fn, rule)
 
 
 def eigh_with_rule(
     A: torch.Tensor, rule: GradientRule = exact_rule
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable ``eigh`` of symmetric ``A (..., n, n)`` with backward rule ``rule``.
-
-    Returns eigenvalues ascending ``(..., n)`` and eigenvectors as columns ``(..., n, n)``.
-    Not supported under ``torch.func`` transforms (a custom ``autograd.Function`` without a
-    vmap rule); ordinary autograd, batching and CUDA are.
-    """
-    return _EighWithRule.apply(A, rule)
+    """Differentiable ``torch.linalg.eigh`` of symmetric ``A (..., n, n)`` with backward rule
+    ``rule``: eigenvalues ascending ``(..., n)`` and eigenvectors as columns ``(..., n, n)``."""
+    return eigh_autograd(torch.linalg.eigh, A, rule)
 
 
 def eigenvalue_floor(L: torch.Tensor, eps: float) -> torch.Tensor:

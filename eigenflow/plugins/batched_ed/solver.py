@@ -8,10 +8,9 @@ from typing import ClassVar
 import torch
 
 from ...core.config import config, floating, integer, one_of, option, optional
-from ...core.eig_autograd import eigh_autograd
-from ...core.errors import EigenflowError, EigenflowWarning, NotSupportedError
+from ...core.errors import ConvergenceError, ConvergenceWarning, EigenflowWarning, NotSupportedError
 from ...core.gradient_rules import pade_rule
-from ...core.spectral import GradientRule, exact_rule
+from ...core.spectral import GradientRule, eigh_autograd, exact_rule
 from ..eig.base import EighSolver, eps_option
 from . import torch_impl
 
@@ -25,14 +24,6 @@ __all__ = [
 
 #: Largest matrix size the fused Triton kernel handles (each matrix stays on chip).
 TRITON_MAX_N = 64
-
-
-class ConvergenceError(EigenflowError, RuntimeError):
-    """QR iterations did not converge within the sweep cap for some matrices."""
-
-
-class ConvergenceWarning(EigenflowWarning):
-    """QR iterations did not converge within the sweep cap for some matrices."""
 
 
 @config
