@@ -114,7 +114,8 @@ class GeneratedDataset(Dataset):
     """Base of eigenflow's generated datasets.
 
     Subclasses implement :meth:`generate` (NumPy arrays keyed by name, first dimension the
-    item index) and :meth:`item` (the dict one index, a slice or an index tensor returns).
+    item index) and name in ``item_keys`` the arrays an item carries besides its images (or
+    override :meth:`item`).
     ``arrays`` holds the generated data as tensors (images as ``uint8``).
     """
 
@@ -142,9 +143,16 @@ class GeneratedDataset(Dataset):
         """Generate the arrays from the config (deterministic in ``config.seed``)."""
         raise NotImplementedError
 
-    def item(self, index: Any) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
-        """The item(s) at ``index`` (an int, a slice or a 1-d index tensor)."""
-        raise NotImplementedError
+    #: Arrays returned by :meth:`item` next to the images ``x`` (those present are returned).
+    item_keys: ClassVar[tuple[str, ...]] = ()
+
+    def item(self, index: Any) -> dict[str, torch.Tensor]:
+        """The item(s) at ``index`` (an int, a slice or a 1-d index tensor): the ``uint8``
+        images ``x`` as floats in ``[0, 1]`` and the arrays named by ``item_keys``."""
+        a = self.arrays
+        out = {"x": as_float_images(a["x"][index])}
+        out.update({key: a[key][index] for key in self.item_keys if key in a})
+        return out
 
     # ------------------------------------------------------------------ dataset protocol
 

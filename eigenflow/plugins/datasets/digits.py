@@ -17,7 +17,6 @@ from ...core.errors import ConfigError, NotSupportedError
 from ._base import (
     GeneratedDataset,
     GeneratedDatasetConfig,
-    as_float_images,
     hsv_to_rgb,
     split_rng,
     to_uint8,
@@ -217,6 +216,7 @@ class DigitsSequences(GeneratedDataset):
 
     Config: ClassVar[type] = DigitsSequencesConfig
     source = "thesis 000 Sec. 4.5.2, 4.6.3 (transformed MNIST), local stand-in"
+    item_keys = ("k", "label", "factors")
     factor_names: ClassVar[tuple[str, ...]] = ("angle", "scale", "hue")
 
     def generate(self) -> dict[str, np.ndarray]:
@@ -259,15 +259,6 @@ class DigitsSequences(GeneratedDataset):
             "label": labels[source],
             "source_index": source.astype(np.int64),
             "factors": factors,
-        }
-
-    def item(self, index: Any) -> dict[str, torch.Tensor]:
-        a = self.arrays
-        return {
-            "x": as_float_images(a["x"][index]),
-            "k": a["k"][index],
-            "label": a["label"][index],
-            "factors": a["factors"][index],
         }
 
     @property

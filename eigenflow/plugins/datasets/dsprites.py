@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ...core.config import config, integer, option, optional
-from ._base import GeneratedDataset, GeneratedDatasetConfig, as_float_images, split_rng
+from ._base import GeneratedDataset, GeneratedDatasetConfig, split_rng
 from ._factors import check_sequence_factors, sample_factor_classes
 
 __all__ = ["DSprites", "DSpritesConfig", "dsprites_factor_values", "render_sprites"]
@@ -180,6 +180,7 @@ class DSprites(GeneratedDataset):
 
     Config: ClassVar[type] = DSpritesConfig
     source = "dSprites (thesis 000 Sec. 4.5.2; seed 002 Sec. 3.3.1), procedural"
+    item_keys = ("factors", "classes", "k")
     factor_names: ClassVar[tuple[str, ...]] = FACTORS
 
     def generate(self) -> dict[str, np.ndarray]:
@@ -221,15 +222,4 @@ class DSprites(GeneratedDataset):
         }
         if k is not None:
             out["k"] = k.astype(np.int64)
-        return out
-
-    def item(self, index: Any) -> dict[str, torch.Tensor]:
-        a = self.arrays
-        out = {
-            "x": as_float_images(a["x"][index]),
-            "factors": a["factors"][index],
-            "classes": a["classes"][index],
-        }
-        if "k" in a:
-            out["k"] = a["k"][index]
         return out

@@ -5,7 +5,7 @@ thesis 000 Sec. 4.6.3 and seed 004 Table 2)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,7 +14,6 @@ from ...core.config import config, integer, option, optional
 from ._base import (
     GeneratedDataset,
     GeneratedDatasetConfig,
-    as_float_images,
     hsv_to_rgb,
     pixel_centres,
     split_rng,
@@ -207,6 +206,7 @@ class Shapes3DLite(GeneratedDataset):
 
     Config: ClassVar[type] = Shapes3DLiteConfig
     source = "Shapes3D factors (thesis 000 Sec. 4.6.3; seed 004 Table 2), procedural"
+    item_keys = ("factors", "classes", "k")
     factor_names: ClassVar[tuple[str, ...]] = FACTORS
 
     def generate(self) -> dict[str, np.ndarray]:
@@ -235,15 +235,4 @@ class Shapes3DLite(GeneratedDataset):
         }
         if k is not None:
             out["k"] = k.astype(np.int64)
-        return out
-
-    def item(self, index: Any) -> dict[str, torch.Tensor]:
-        a = self.arrays
-        out = {
-            "x": as_float_images(a["x"][index]),
-            "factors": a["factors"][index],
-            "classes": a["classes"][index],
-        }
-        if "k" in a:
-            out["k"] = a["k"][index]
         return out
