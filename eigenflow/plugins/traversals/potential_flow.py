@@ -75,6 +75,38 @@ def _check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
         raise NonFiniteLossError(f"loss term(s) {', '.join(bad)} became non-finite at step {step}")
 
 
+def output_size(
+    generator: Generator, latent_dim: int, device: torch.device, dtype: torch.dtype
+) -> int:
+    """Number of output entries of one sample of ``generator``."""
+    with frozen(generator), torch.no_grad():
+        return generator(torch.zeros(1, latent_dim, device=device, dtype=dtype)).numel()
+
+
+def optimise(
+    generator: Any,
+    parameters: list[torch.Tensor],
+    lr: float,
+    steps: int,
+    step_losses: Callable[[], dict[str, torch.Tensor]],
+    weights: dict[str, float],
+) -> list[dict[str, float]]:
+    """Adam on ``sum(weights[name] * loss)`` of ``step_losses()`` for ``steps`` steps with the
+    generator frozen; stops on a non-finite term. Returns the loss terms per step."""
+    opt = torch.optim.Adam(parameters, lr=lr)
+    history = []
+    with frozen(generator):
+        for step in range(steps):
+            losses = step_losses()
+            _check_finite(losses, step)
+            total = sum(weights[name] * value for name, value in losses.items())
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            history.append({name: float(value.detach()) for name, value in losses.items()})
+    return history
+
+
 @config
 class PotentialFlowConfig:
     """Options of ``potential-flow`` (thesis 000, Sec. 4.5.1-4.5.2). Loss weights are 1 as in
@@ -161,26 +193,22 @@ class PotentialFlow(Traversal):
         cfg = self.config
         device = torch.device(device or "cpu")
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        with frozen(generator), torch.no_grad():
-            features = generator(torch.zeros(1, latent_dim, device=device, dtype=dtype)).numel()
-        self._build(latent_dim, features, device, dtype)
+        self._build(latent_dim, output_size(generator, latent_dim, device, dtype), device, dtype)
         params = [*self.field.parameters(), self.c, *self.classifier.parameters()]
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-        self.history = []
-        with frozen(generator):
-            for step in range(cfg.train_steps):
-                losses = self._losses(generator, latent_dim, gen, device, dtype)
-                _check_finite(losses, step)
-                total = (
-                    cfg.init_weight * losses["l_u"]
-                    + cfg.wave_weight * losses["l_f"]
-                    + cfg.jvp_weight * losses["l_j"]
-                    + cfg.index_weight * losses["l_k"]
-                )
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                self.history.append({k: float(v.detach()) for k, v in losses.items()})
+        weights = {
+            "l_u": cfg.init_weight,
+            "l_f": cfg.wave_weight,
+            "l_j": cfg.jvp_weight,
+            "l_k": cfg.index_weight,
+        }
+        self.history = optimise(
+            generator,
+            params,
+            cfg.lr,
+            cfg.train_steps,
+            lambda: self._losses(generator, latent_dim, gen, device, dtype),
+            weights,
+        )
         return self
 
     def _one_hot(self, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -302,36 +330,34 @@ class LinearDirections(Traversal):
         device = torch.device(device or "cpu")
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        with frozen(generator), torch.no_grad():
-            features = generator(torch.zeros(1, latent_dim, device=device, dtype=dtype)).numel()
+        features = output_size(generator, latent_dim, device, dtype)
         self.raw = nn.Parameter(
             torch.randn(latent_dim, cfg.num_directions, device=device, dtype=dtype)
         )
         self.classifier = PairClassifier(features, cfg.num_directions, cfg.classifier_hidden).to(
             device, dtype
         )
-        opt = torch.optim.Adam([self.raw, *self.classifier.parameters()], lr=cfg.lr)
-        self.history = []
-        with frozen(generator):
-            for step in range(cfg.train_steps):
-                B = cfg.batch_size
-                z0 = torch.randn(B, latent_dim, generator=gen, dtype=dtype).to(device)
-                k = torch.randint(cfg.num_directions, (B,), generator=gen).to(device)
-                t = torch.randint(cfg.timesteps - 1, (B, 1), generator=gen).to(device)
-                units = self.raw / self.raw.norm(dim=0, keepdim=True)
-                d_k = units.mT[k]  # (B, d)
-                z_t = z0 + t.to(dtype) * cfg.step * d_k
-                z_next = z_t + cfg.step * d_k
-                l_j = -jacobian_vector_product(generator, z_t, d_k).square().sum(-1).mean()
-                l_k = nn.functional.cross_entropy(
-                    self.classifier(generator(z_t), generator(z_next)), k
-                )
-                losses = {"l_j": l_j, "l_k": l_k}
-                _check_finite(losses, step)
-                opt.zero_grad(set_to_none=True)
-                (cfg.jvp_weight * l_j + cfg.index_weight * l_k).backward()
-                opt.step()
-                self.history.append({n: float(v.detach()) for n, v in losses.items()})
+
+        def step_losses() -> dict[str, torch.Tensor]:
+            B = cfg.batch_size
+            z0 = torch.randn(B, latent_dim, generator=gen, dtype=dtype).to(device)
+            k = torch.randint(cfg.num_directions, (B,), generator=gen).to(device)
+            t = torch.randint(cfg.timesteps - 1, (B, 1), generator=gen).to(device)
+            d_k = (self.raw / self.raw.norm(dim=0, keepdim=True)).mT[k]  # (B, d)
+            z_t = z0 + t.to(dtype) * cfg.step * d_k
+            z_next = z_t + cfg.step * d_k
+            l_j = -jacobian_vector_product(generator, z_t, d_k).square().sum(-1).mean()
+            l_k = nn.functional.cross_entropy(self.classifier(generator(z_t), generator(z_next)), k)
+            return {"l_j": l_j, "l_k": l_k}
+
+        self.history = optimise(
+            generator,
+            [self.raw, *self.classifier.parameters()],
+            cfg.lr,
+            cfg.train_steps,
+            step_losses,
+            {"l_j": cfg.jvp_weight, "l_k": cfg.index_weight},
+        )
         return self
 
     def traverse(
