@@ -175,6 +175,9 @@ def test_traverse_pipeline_end_to_end(tmp_path):
         assert (tmp_path / name).is_file()
     assert (tmp_path / "paths-potential-flow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(result["spectrum"]["mean_log10_eigenvalues"]) == result["latent_dim"]
+    for name, stats in result["paths"].items():  # distinct paths per k, and the output moves
+        assert stats["min_endpoint_distance"] > 1e-3, name
+        assert stats["mean_output_change"] > 0, name
 
 
 def test_traverse_pipeline_reports_spec_errors():
@@ -183,3 +186,59 @@ def test_traverse_pipeline_reports_spec_errors():
     text = str(info.value)
     assert "traversal: unknown traversal 'pf'" in text
     assert "compare" in text
+
+
+class UserDecoder(nn.Module):
+    """A user's own generator class, not shipped with eigenflow."""
+
+    latent_dim = 3
+
+    def __init__(self, config=None):
+        super().__init__()
+        self.config = config
+        self.net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2 * 8 * 8))
+
+    def decode(self, z):
+        return torch.sigmoid(self.net(z)).view(-1, 2, 8, 8)
+
+
+def test_traverse_pipeline_on_a_users_module_and_checkpoint(tmp_path, fresh_registry):
+    from eigenflow.core import Model
+
+    class UserModel(Model, UserDecoder):
+        """A user's decoder registered in-process as a model plugin."""
+
+        def __init__(self, config=None, **options):
+            UserDecoder.__init__(self)
+            self.config = self.make_config(config, options)
+
+        def loss(self, batch):
+            raise NotImplementedError("inference only")  # never called: weights come from a file
+
+        def encode(self, x):
+            raise NotImplementedError("inference only")
+
+    class Plugin:
+        @staticmethod
+        @ef.hookimpl
+        def eigenflow_register(registry):
+            registry.add("model", UserModel, name="user-decoder")
+
+    ef.registry.register_plugin(Plugin(), name="user-plugin")
+    torch.manual_seed(3)
+    weights = UserModel().state_dict()
+    torch.save(weights, tmp_path / "weights.pt")
+    spec = {
+        "pipeline": "traverse",
+        "model": "user-decoder",
+        "checkpoint": str(tmp_path / "weights.pt"),
+        "dataset": "synthetic-linear",
+        "traversal": {"name": "hessian-metric", "num_directions": 3},
+        "num_directions": 3,
+        "vp": {"num_pairs": 60, "epochs": 2, "train_fractions": [0.5]},
+        "spectrum_points": 2,
+    }
+    result = ef.Pipeline.from_config(spec).run(out=tmp_path / "out", quiet=True)
+    stages = result["stages"][0]["result"]
+    assert stages["latent_dim"] == 3 and "hessian-metric" in stages["vp"]
+    assert (tmp_path / "out" / "paths-hessian-metric.png").is_file()

@@ -36,11 +36,14 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
 
 
 def image_grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
-    """``(rows, cols, C, H, W)`` in ``[0, 1]`` (C = 1 or 3) -> an ``(H', W', 3)`` uint8 mosaic."""
+    """``(rows, cols, C, H, W)`` in ``[0, 1]`` -> an ``(H', W', 3)`` uint8 mosaic.
+
+    Three channels are shown as RGB; any other number as grey (their mean).
+    """
     rows, cols, c, h, w = images.shape
     imgs = images.detach().float().clamp(0, 1).cpu()
-    if c == 1:
-        imgs = imgs.expand(rows, cols, 3, h, w)
+    if c != 3:
+        imgs = imgs.mean(dim=2, keepdim=True).expand(rows, cols, 3, h, w)
     canvas = torch.ones(3, rows * (h + pad) + pad, cols * (w + pad) + pad)
     for r in range(rows):
         for col in range(cols):

@@ -154,7 +154,9 @@ class TraversePipeline(PipelineBase):
             fit_traversal(traversal, context)
             result["vp"][label] = vp_metric(generator, traversal, latent_dim, device=ctx.device)
             ctx.log(f"[traverse] {label}: VP {result['vp'][label]}")
-            result["files"] += self._draw(traversal, label, generator, z0, ctx.out_dir)
+            files, stats = self._draw(traversal, label, generator, z0, ctx.out_dir)
+            result["files"] += files
+            result.setdefault("paths", {})[label] = stats
         if cfg.spectrum_points:
             result["spectrum"] = self._spectrum(generator, latent_dim, gen, ctx)
             result["files"].append("spectrum.png")
@@ -168,7 +170,9 @@ class TraversePipeline(PipelineBase):
         from ..models.pipelines import model_defaults_for  # the engine's data-to-model defaults
 
         model_cls = registries["model"].get(cfg.model.name)
-        options = {**model_defaults_for(data, model_cls), **dict(cfg.model.options)}
+        fields = attrs.fields_dict(model_cls.Config)
+        implied = {k: v for k, v in model_defaults_for(data, model_cls).items() if k in fields}
+        options = {**implied, **dict(cfg.model.options)}
         model = registries["model"].create(cfg.model.name, **options).to(ctx.device)
         if cfg.checkpoint is not None:
             state = load_weights(cfg.checkpoint, map_location=ctx.device)
@@ -196,7 +200,10 @@ class TraversePipeline(PipelineBase):
 
     def _draw(
         self, traversal: Any, label: str, generator: Any, z0: torch.Tensor, out_dir: Path
-    ) -> list[str]:
+    ) -> tuple[list[str], dict[str, float]]:
+        """Write the path images and projection; return the files and how distinct the paths
+        are (smallest latent distance between endpoints of different paths, mean change of
+        the output along a path)."""
         cfg = self.config
         count = min(cfg.num_paths, _count(traversal))
         kwargs = {} if cfg.step_size is None else {"step_size": cfg.step_size}
@@ -212,7 +219,14 @@ class TraversePipeline(PipelineBase):
             write_png(out_dir / f"paths-{label}.png", image_grid(frames))
             files.append(f"paths-{label}.png")
         files += _projection_plot(paths, out_dir / f"projection-{label}.png", label)
-        return files
+        ends = torch.stack([p[-1] for p in paths])
+        gaps = torch.cdist(ends, ends).fill_diagonal_(float("inf"))
+        change = (frames[:, -1] - frames[:, 0]).flatten(1).norm(dim=1)
+        stats = {
+            "min_endpoint_distance": float(gaps.min()) if len(paths) > 1 else float("nan"),
+            "mean_output_change": float(change.mean()),
+        }
+        return files, stats
 
     def _spectrum(
         self, generator: Any, latent_dim: int, gen: torch.Generator, ctx: RunContext
