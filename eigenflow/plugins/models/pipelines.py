@@ -298,7 +298,7 @@ class FFVAEDigitsConfig:
         help="model seeds (one run per seed)",
         validator=lambda _i, a, v: _check_seeds(a, v),
     )
-    steps: int = option(600, validator=integer(1), help="optimiser steps per model")
+    steps: int = option(1000, validator=integer(1), help="optimiser steps per model")
     batch_size: int = option(32, validator=integer(1), help="sequences per batch")
     lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
     latent_dim: int = option(16, validator=integer(1), help="latent size d")
