@@ -4,9 +4,6 @@ flow-factorized VAE against the VAE baseline on ``digits-sequences``, thesis 000
 
 from __future__ import annotations
 
-import math
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,113 +23,21 @@ from ...core.config import (
     validate_options,
 )
 from ...core.errors import ConfigError
+from ...core.images import image_grid, write_png
 from ...core.io import atomic_write_bytes, atomic_write_json
 from ...engine import TrainConfig, Trainer
 from ...registry.registry import get_registries
 from .vae import unpack_batch
 
-__all__ = [
-    "FFVAEDigitsPipeline",
-    "TrainPipeline",
-    "equivariance_error",
-    "importance_weighted_log_likelihood",
-    "write_png",
-]
+__all__ = ["FFVAEDigitsPipeline", "TrainPipeline", "model_defaults_for"]
 
 
 # --------------------------------------------------------------------------- measurements
 
 
-@torch.no_grad()
-def equivariance_error(
-    model: Any, x: torch.Tensor, k: torch.Tensor | None, weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Per-sequence ``E_k = sum_{t>=1} |x_t - Decode(z_t)|`` (thesis 000, Eq. 4.15).
-
-    ``z_0`` is the posterior mean of ``x_0`` and ``z_t`` follows the model's latent flow
-    (zero update for a plain VAE). Absolute errors are summed over pixels and steps.
-
-    Parameters
-    ----------
-    model
-        A model with ``posterior_mean``, ``traverse``, ``flow_weights`` and ``decode``.
-    x
-        ``(B, T+1, *shape)`` sequences.
-    k
-        ``(B,)`` transformation labels (used by supervised flows).
-    weights
-        Override the potential weights ``(B, K)``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(B,)``.
-    """
-    steps = x.shape[1] - 1
-    w = model.flow_weights(x, k) if weights is None else weights
-    path = model.traverse(model.posterior_mean(x[:, 0]), w, steps)
-    pred = model.decode(path[1:]).transpose(0, 1)
-    return (x[:, 1:] - pred).abs().flatten(1).sum(-1)
-
-
-@torch.no_grad()
-def importance_weighted_log_likelihood(
-    model: Any, x: torch.Tensor, samples: int = 100, chunk: int = 25
-) -> torch.Tensor:
-    """``log (1/K) sum_i p(x|z_i) p(z_i) / q(z_i|x)``, ``z_i ~ q(z|x)``; ``x (B, *shape) -> (B,)``.
-
-    The importance-weighted bound (Burda et al.) with ``K = samples``, which tightens to
-    ``log p(x)`` as K grows.
-    """
-    q = model.posterior(x)
-    prior = torch.distributions.Normal(0.0, 1.0)
-    parts = []
-    for start in range(0, samples, chunk):
-        n = min(chunk, samples - start)
-        z = q.sample((n,))
-        logw = model.log_px_given_z(x, z) + prior.log_prob(z).sum(-1) - q.log_prob(z)
-        parts.append(logw)
-    logw = torch.cat(parts)
-    return torch.logsumexp(logw, 0) - math.log(samples)
-
-
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write an ``(H, W, 3)`` or ``(H, W)`` uint8 array as a PNG (stdlib only), atomically."""
-    img = np.ascontiguousarray(image, dtype=np.uint8)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    h, w, _ = img.shape
-    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + tag
-            + data
-            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-        )
-
-    png = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw, 6))
-        + chunk(b"IEND", b"")
-    )
-    return atomic_write_bytes(path, png)
-
-
-def image_grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
-    """``(rows, cols, C, H, W)`` in ``[0, 1]`` -> an ``(H', W', 3)`` uint8 mosaic."""
-    rows, cols, c, h, w = images.shape
-    imgs = images.detach().float().clamp(0, 1).cpu()
-    if c == 1:
-        imgs = imgs.expand(rows, cols, 3, h, w)
-    canvas = torch.ones(3, rows * (h + pad) + pad, cols * (w + pad) + pad)
-    for r in range(rows):
-        for col in range(cols):
-            y, x0 = pad + r * (h + pad), pad + col * (w + pad)
-            canvas[:, y : y + h, x0 : x0 + w] = imgs[r, col]
-    return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+def _metric(name: str, **options: Any) -> Any:
+    """A registered metric (``equivariance-error``, ``log-likelihood``) by name."""
+    return get_registries()["metric"].create(name, **options)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -269,11 +174,14 @@ def evaluate_model(
         with torch.enable_grad():  # flow models differentiate their potentials
             terms = model.loss({"x": x, "k": k} if k is not None else x)
         frames = x.reshape(-1, *model.input_shape)
-        ll = importance_weighted_log_likelihood(model, frames, iw_samples)
+        ll = _metric("log-likelihood", samples=iw_samples, chunk=min(iw_samples, 100)).per_item(
+            model, frames
+        )
         vals = {f"test_{n}": float(v) * x.shape[0] for n, v in terms.items()}
         vals["log_likelihood"] = float(ll.mean()) * x.shape[0]
         if x.dim() == len(model.input_shape) + 2 and k is not None:
-            vals["equivariance_error"] = float(equivariance_error(model, x, k).sum())
+            errors = _metric("equivariance-error").per_sequence(x, model=model, k=k)
+            vals["equivariance_error"] = float(errors.sum())
         for n, v in vals.items():
             sums[n] = sums.get(n, 0.0) + v
         count += x.shape[0]
@@ -424,7 +332,7 @@ def _per_transform_error(
 ) -> dict[str, float]:
     sums: dict[int, list[float]] = {}
     for x, k in _batches(dataset, 64, limit, device):
-        err = equivariance_error(model, x, k)
+        err = _metric("equivariance-error").per_sequence(x, model=model, k=k)
         for kk, e in zip(k.tolist(), err.tolist()):
             sums.setdefault(kk, []).append(e)
     names = dataset.config.transforms
