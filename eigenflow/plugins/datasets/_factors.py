@@ -4,12 +4,14 @@ images (independent uniform factors) or sequences along one factor at a time."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ...core.errors import ConfigError
+from ._base import split_rng
 
-__all__ = ["check_sequence_factors", "sample_factor_classes"]
+__all__ = ["check_sequence_factors", "sample_factor_classes", "sample_factor_values"]
 
 
 def check_sequence_factors(
@@ -80,3 +82,24 @@ def sample_factor_classes(
     moved = classes[np.arange(n), :, axis] + steps  # (n, T)
     classes[np.arange(n), :, axis] = np.mod(moved, sizes_arr[axis][:, None])
     return classes, k
+
+
+def sample_factor_values(
+    cfg: Any, names: Sequence[str], values: Sequence[np.ndarray], circular: Sequence[bool]
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Draw the factor classes of a dataset config and look up their values.
+
+    ``cfg`` carries ``seed``, ``split``, ``n_samples``, ``sequence_length`` and
+    ``sequence_factors``; ``values[i]`` lists the values of factor ``names[i]``. Returns the
+    classes ``(N, [T,] F)``, the varying factor ``k`` of each sequence (``None`` for single
+    images) and the values ``(N * [T], F)`` in row order.
+    """
+    sizes = [len(v) for v in values]
+    axes = [list(names).index(f) for f in cfg.sequence_factors]
+    rng = split_rng(cfg.seed, cfg.split)
+    classes, k = sample_factor_classes(
+        rng, cfg.n_samples, sizes, circular, cfg.sequence_length, axes
+    )
+    flat = classes.reshape(-1, len(names))
+    factors = np.stack([values[i][flat[:, i]] for i in range(len(names))], axis=-1)
+    return classes, k, factors

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from ...core.config import config, integer, option, optional
-from ._base import GeneratedDataset, GeneratedDatasetConfig, split_rng
-from ._factors import check_sequence_factors, sample_factor_classes
+from ._base import GeneratedDataset, GeneratedDatasetConfig
+from ._factors import check_sequence_factors, sample_factor_values
 
 __all__ = ["DSprites", "DSpritesConfig", "dsprites_factor_values", "render_sprites"]
 
@@ -185,15 +185,9 @@ class DSprites(GeneratedDataset):
 
     def generate(self) -> dict[str, np.ndarray]:
         cfg = self.config
-        values = dsprites_factor_values(cfg)
-        sizes = [len(v) for v in values]
-        axes = [FACTORS.index(f) for f in cfg.sequence_factors]
-        rng = split_rng(cfg.seed, cfg.split)
-        classes, k = sample_factor_classes(
-            rng, cfg.n_samples, sizes, _CIRCULAR, cfg.sequence_length, axes
+        classes, k, factors = sample_factor_values(
+            cfg, FACTORS, dsprites_factor_values(cfg), _CIRCULAR
         )
-        flat = classes.reshape(-1, len(FACTORS))
-        factors = np.stack([values[i][flat[:, i]] for i in range(len(FACTORS))], axis=-1)
         f = torch.from_numpy(factors)
         masks = (
             torch.cat(

@@ -16,10 +16,9 @@ from ._base import (
     GeneratedDatasetConfig,
     hsv_to_rgb,
     pixel_centres,
-    split_rng,
     to_uint8,
 )
-from ._factors import check_sequence_factors, sample_factor_classes
+from ._factors import check_sequence_factors, sample_factor_values
 
 __all__ = ["Shapes3DLite", "Shapes3DLiteConfig", "render_scenes"]
 
@@ -211,15 +210,7 @@ class Shapes3DLite(GeneratedDataset):
 
     def generate(self) -> dict[str, np.ndarray]:
         cfg = self.config
-        values = _factor_values(cfg)
-        sizes = [len(v) for v in values]
-        axes = [FACTORS.index(f) for f in cfg.sequence_factors]
-        rng = split_rng(cfg.seed, cfg.split)
-        classes, k = sample_factor_classes(
-            rng, cfg.n_samples, sizes, _CIRCULAR, cfg.sequence_length, axes
-        )
-        flat = classes.reshape(-1, len(FACTORS))
-        factors = np.stack([values[i][flat[:, i]] for i in range(len(FACTORS))], axis=-1)
+        classes, k, factors = sample_factor_values(cfg, FACTORS, _factor_values(cfg), _CIRCULAR)
         f = torch.from_numpy(factors).float()
         images = torch.cat(
             [
