@@ -158,8 +158,8 @@ class TraversePipeline(PipelineBase):
             result["files"] += files
             result.setdefault("paths", {})[label] = stats
         if cfg.spectrum_points:
-            result["spectrum"] = self._spectrum(generator, latent_dim, gen, ctx)
-            result["files"].append("spectrum.png")
+            result["spectrum"], files = self._spectrum(generator, latent_dim, gen, ctx)
+            result["files"] += files
         atomic_write_json(ctx.out_dir / "result.json", result)
         return result
 
@@ -230,13 +230,13 @@ class TraversePipeline(PipelineBase):
 
     def _spectrum(
         self, generator: Any, latent_dim: int, gen: torch.Generator, ctx: RunContext
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], list[str]]:
         z = torch.randn(self.config.spectrum_points, latent_dim, generator=gen).to(ctx.device)
         with torch.enable_grad():
             H = metric_by_backprop(generator, z).detach()
         values = torch.linalg.eigvalsh(H).flip(-1).clamp_min(1e-12)
-        _spectrum_plot(values, ctx.out_dir / "spectrum.png")
-        return {"mean_log10_eigenvalues": values.log10().mean(0).tolist()}
+        files = _spectrum_plot(values, ctx.out_dir / "spectrum.png")
+        return {"mean_log10_eigenvalues": values.log10().mean(0).tolist()}, files
 
 
 def _count(traversal: Any) -> int:
@@ -269,14 +269,14 @@ def _projection_plot(paths: list[torch.Tensor], path: Path, title: str) -> list[
     return [path.name]
 
 
-def _spectrum_plot(values: torch.Tensor, path: Path) -> None:
+def _spectrum_plot(values: torch.Tensor, path: Path) -> list[str]:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        return
+    except ImportError:  # plots need the bench or docs extra
+        return []
     logs = values.log10().cpu()
     fig, ax = plt.subplots(figsize=(4, 3))
     idx = torch.arange(1, logs.shape[1] + 1)
@@ -286,3 +286,4 @@ def _spectrum_plot(values: torch.Tensor, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return [path.name]
