@@ -149,23 +149,12 @@ class FlowStep(NamedTuple):
 
 
 def exact_laplacian(grad_z: torch.Tensor, z: torch.Tensor, *, create_graph: bool) -> torch.Tensor:
-    """``tr(d grad_z / d z)`` per sample, from d Hessian-vector products done in one call.
+    """``tr(d grad_z / d z)`` per sample: the trace of :func:`hessian`.
 
     ``grad_z (B, d)`` must be the gradient of a sum over independent samples (so that the
     Hessian is block diagonal across the batch). Cost: d backward passes, batched.
     """
-    d = z.shape[-1]
-    eye = torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, *z.shape)
-    (rows,) = torch.autograd.grad(
-        grad_z,
-        z,
-        grad_outputs=eye,
-        create_graph=create_graph,
-        retain_graph=True,
-        is_grads_batched=True,
-    )
-    # rows[i, b, j] = d^2 u_b / dz_i dz_j; the Laplacian is its trace over (i, j).
-    return torch.diagonal(rows, dim1=0, dim2=2).sum(-1)
+    return torch.diagonal(hessian(grad_z, z, create_graph=create_graph), dim1=-2, dim2=-1).sum(-1)
 
 
 def hutchinson_laplacian(
