@@ -145,3 +145,24 @@ def test_clear_errors_before_fit_and_for_bad_arguments():
         sefa.traverse(torch.zeros(1, 4, dtype=torch.float64), 0)
     with pytest.raises(ef.ConfigError, match="one of 'lanczos', 'exact'"):
         ef.create("traversal", "hessian-metric", method="full")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_traversals_on_cuda_match_cpu():
+    G = small_generator()
+    z = torch.randn(3, 8, dtype=torch.float64)
+    results = {}
+    for device in ("cpu", "cuda"):
+        Gd, zd = G.to(device), z.to(device)
+        hm = ef.create("traversal", "hessian-metric", num_directions=3).fit(Gd, zd)
+        jp = ef.create("traversal", "jacobian-path", method="exact", alpha=0.05).fit(Gd)
+        sefa = ef.create("traversal", "sefa", num_directions=3).fit(Gd[0])
+        results[device] = (
+            hm.local_eigenvalues.cpu(),
+            jp.traverse(zd, 0, steps=3).cpu(),
+            sefa.traverse(zd, 1, steps=2).cpu(),
+        )
+        assert hm.directions.device.type == device
+    for cpu, gpu in zip(results["cpu"], results["cuda"]):
+        torch.testing.assert_close(gpu, cpu, rtol=1e-8, atol=1e-10)

@@ -242,3 +242,25 @@ def test_traverse_pipeline_on_a_users_module_and_checkpoint(tmp_path, fresh_regi
     stages = result["stages"][0]["result"]
     assert stages["latent_dim"] == 3 and "hessian-metric" in stages["vp"]
     assert (tmp_path / "out" / "paths-hessian-metric.png").is_file()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_learned_traversals_and_vp_on_cuda():
+    G = tiny_generator().cuda()
+    pf = ef.create(
+        "traversal",
+        "potential-flow",
+        num_potentials=3,
+        timesteps=4,
+        hidden=16,
+        time_dim=8,
+        train_steps=5,
+        batch_size=8,
+    )
+    pf.fit(G, 4, device="cuda")
+    path = pf.traverse(torch.randn(2, 4, device="cuda"), 1)
+    assert path.device.type == "cuda" and torch.isfinite(path).all()
+    lin = ef.create("traversal", "linear", num_directions=3, train_steps=5).fit(G, 4, device="cuda")
+    vp = ef.create("metric", "vp-score", num_pairs=60, epochs=2, train_fractions=(0.5,))
+    assert 0.0 <= vp(G, lin, 4, device="cuda")["vp@50%"] <= 1.0
