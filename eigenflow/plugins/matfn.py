@@ -130,7 +130,18 @@ def _degree_pair(_inst: Any, attribute: Any, value: Any) -> None:
 
 
 @config
-class MPALyaConfig:
+class LyapunovBackwardConfig:
+    """Options shared by the solvers with a Lyapunov backward (thesis 000, Alg. 2): the
+    backward method, 8 iterations (Table 2.9) or a tolerance, and the pre-normalisation."""
+
+    backward: str = _backward_option()
+    lya_iters: int = _lya_iters_option()
+    lya_tol: float | None = _lya_tol_option()
+    scaling: str = _scaling_option()
+
+
+@config
+class MPALyaConfig(LyapunovBackwardConfig):
     """Options of ``mpa-lya`` (thesis 000, Sec. 2.3-2.4).
 
     Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5]
@@ -144,14 +155,10 @@ class MPALyaConfig:
         validator=_degree_pair,
         help="[M, N] degrees of the numerator P_M and denominator Q_N (Eq. 2.8-2.10)",
     )
-    backward: str = _backward_option()
-    lya_iters: int = _lya_iters_option()
-    lya_tol: float | None = _lya_tol_option()
-    scaling: str = _scaling_option()
 
 
 @config
-class MTPLyaConfig:
+class MTPLyaConfig(LyapunovBackwardConfig):
     """Options of ``mtp-lya`` (thesis 000, Sec. 2.3-2.4).
 
     Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), 8 backward iterations
@@ -161,10 +168,6 @@ class MTPLyaConfig:
     degree: int = option(
         11, validator=integer(1, 200), help="degree K of the matrix Taylor polynomial (Eq. 2.7)"
     )
-    backward: str = _backward_option()
-    lya_iters: int = _lya_iters_option()
-    lya_tol: float | None = _lya_tol_option()
-    scaling: str = _scaling_option()
 
 
 @config
@@ -181,7 +184,7 @@ class NSConfig:
 
 
 @config
-class NSLyaConfig:
+class NSLyaConfig(LyapunovBackwardConfig):
     """Options of ``ns-lya`` (thesis 000, Eq. 2.49, Table 2.10).
 
     Default 5 forward iterations, the NS setting of Sec. 2.1; 8 backward iterations (Table 2.9).
@@ -190,23 +193,16 @@ class NSLyaConfig:
     iters: int = option(
         5, validator=integer(1, 200), help="one-variable Newton-Schulz iterations (Eq. 2.49)"
     )
-    backward: str = _backward_option()
-    lya_iters: int = _lya_iters_option()
-    lya_tol: float | None = _lya_tol_option()
-    scaling: str = _scaling_option()
 
 
 @config
-class SVDLyaConfig:
+class SVDLyaConfig(LyapunovBackwardConfig):
     """Options of ``svd-lya`` (thesis 000, Table 2.10; forward Eq. 3.2-3.3).
 
     8 backward iterations (Table 2.9). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``)
     keeping the square root of singular PSD input finite.
     """
 
-    backward: str = _backward_option()
-    lya_iters: int = _lya_iters_option()
-    lya_tol: float | None = _lya_tol_option()
     scaling: str = _scaling_option("the Lyapunov iteration (the forward is eigh)")
     eps: float | None = option(
         None,
