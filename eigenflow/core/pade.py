@@ -131,13 +131,16 @@ def pade_coefficients(
 
 
 def matrix_polynomials(
-    Z: torch.Tensor, polynomials: Sequence[Sequence[float]]
+    Z: torch.Tensor,
+    polynomials: Sequence[Sequence[float]],
+    Z2: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Evaluate several matrix polynomials of ``Z (B, n, n)`` sharing its powers.
 
     Each polynomial is given by ascending coefficients ``c_0, c_1, ..., c_K`` and evaluates to
     ``c_0 I + c_1 Z + ... + c_K Z^K``. The powers ``Z^2..Z^Kmax`` are computed once
-    (``Kmax - 1`` matrix products), as in the MPA of Eq. 2.10.
+    (``Kmax - 1`` matrix products), as in the MPA of Eq. 2.10; ``Z2``: ``Z^2`` when the caller
+    already has it (one product fewer).
 
     Returns
     -------
@@ -145,18 +148,36 @@ def matrix_polynomials(
         One ``(B, n, n)`` tensor per polynomial.
     """
     degree = max((len(c) - 1 for c in polynomials), default=0)
-    eye = torch.eye(Z.shape[-1], dtype=Z.dtype, device=Z.device)
-    powers = [Z]
-    for _ in range(1, degree):
-        powers.append(powers[-1] @ Z)
-    results = []
-    for coeffs in polynomials:
-        acc = coeffs[0] * eye.expand_as(Z)
-        for c, power in zip(coeffs[1:], powers):
-            if c != 0:
-                acc = acc + c * power
-        results.append(acc)
-    return results
+    if degree == 0:
+        eye = torch.eye(Z.shape[-1], dtype=Z.dtype, device=Z.device)
+        return [c[0] * eye.expand_as(Z).clone() for c in polynomials]
+    # powers[k - 1] = Z^k, written in place into one buffer, then all the polynomials in one
+    # matrix product with the coefficient table: one pass over the powers instead of a
+    # multiply and an add per term and polynomial.
+    track_grad = torch.is_grad_enabled() and (
+        Z.requires_grad or (Z2 is not None and Z2.requires_grad)
+    )
+    powers = Z.new_empty((degree, *Z.shape))
+    powers[0] = Z
+    for k in range(1, degree):
+        if k == 1 and Z2 is not None:
+            powers[1] = Z2
+        elif track_grad:
+            powers[k] = powers[k - 1] @ Z
+        else:
+            torch.matmul(powers[k - 1], Z, out=powers[k])
+    table = torch.tensor(
+        [[*c[1:], *([0.0] * (degree + 1 - len(c)))] for c in polynomials],
+        dtype=Z.dtype,
+        device=Z.device,
+    )
+    combined = (table @ powers.reshape(degree, -1)).reshape(len(polynomials), *Z.shape)
+    combined.diagonal(dim1=-2, dim2=-1).add_(
+        torch.tensor([c[0] for c in polynomials], dtype=Z.dtype, device=Z.device).reshape(
+            len(polynomials), *([1] * (Z.dim() - 1))
+        )
+    )
+    return list(combined.unbind(0))
 
 
 def matrix_horner(Z: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
