@@ -16,6 +16,7 @@ from eigenflow.core.lyapunov import (
     lyapunov_sign_iterates,
     lyapunov_sign_solve,
     normalising_scale,
+    sign_step_coefficients,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -154,3 +155,113 @@ def test_zero_and_empty_inputs():
     E = torch.zeros(0, 4, 4)
     assert lyapunov_sign_solve(E, E).shape == (0, 4, 4)
     assert lyapunov_sign_solve(E, E, tol=1e-3).shape == (0, 4, 4)
+
+
+# --------------------------------------------------------------------------- speed options
+
+
+def eq_2_22_iterates(B, C, iters, s):
+    """Reference: Eq. 2.22 written out literally (3I - B^2, four products per term)."""
+    eye = torch.eye(B.shape[-1], dtype=B.dtype)
+    Bk, Ck, out = B / s, C / s, []
+    for _ in range(iters):
+        B2 = Bk @ Bk
+        Bk, Ck = 0.5 * Bk @ (3 * eye - B2), 0.5 * (-B2 @ Ck + Bk @ Ck @ Bk + Ck @ (3 * eye - B2))
+        out.append((Bk, 0.5 * Ck))
+    return out
+
+
+def sym(X):
+    return 0.5 * (X + X.mT)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_iterates_equal_eq_2_22(symmetric):
+    # The default step (6 products) and the symmetric step (5 products) give the iterates of
+    # Eq. 2.22; the symmetric one those for the symmetric part of C (the equation is linear).
+    B, C = problem(n=16, cond=100.0)
+    s = torch.linalg.matrix_norm(B).unsqueeze(-1).unsqueeze(-1)
+    ref = eq_2_22_iterates(B, sym(C) if symmetric else C, 10, s)
+    got = list(lyapunov_sign_iterates(B, C, 10, symmetric=symmetric))[1:]
+    for (Br, Xr), (_, Bk, Xk) in zip(ref, got):
+        assert rel_err(Bk, Br) < 1e-13
+        assert rel_err(Xk, Xr) < 1e-12
+    if symmetric:
+        assert torch.equal(got[-1][2], got[-1][2].mT)  # exactly symmetric, every step
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("scaling", ["frobenius", "schatten"])
+@pytest.mark.parametrize("lower", [None, 0.1])
+def test_solve_equals_last_iterate(symmetric, scaling, lower):
+    # The fixed-count solver skips the unused last B_k: same X as the iterates.
+    B, C = problem(n=10)
+    X = lyapunov_sign_solve(B, C, 5, scaling=scaling, symmetric=symmetric, lower=lower)
+    last = list(lyapunov_sign_iterates(B, C, 5, scaling, symmetric, lower))[-1][2]
+    torch.testing.assert_close(X, last, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("lower", [None, 0.01, 0.1])
+@pytest.mark.parametrize("scaling", ["frobenius", "schatten"])
+def test_symmetric_solution_is_symmetric_part_of_scipy(lower, scaling):
+    B, C = problem(n=16, cond=100.0)
+    X = lyapunov_sign_solve(B, C, 40, scaling=scaling, symmetric=True, lower=lower)
+    assert rel_err(X, sym(scipy_lyapunov(B, C))) < 1e-11
+
+
+def test_schatten_scale_is_a_tight_guaranteed_bound():
+    A = spd((5,), 32, cond=1e3, seed=3)
+    lam = torch.linalg.eigvalsh(A)
+    s = normalising_scale(A, "schatten").reshape(-1)
+    torch.testing.assert_close(s, lam.pow(4).sum(-1).pow(0.25), rtol=1e-12, atol=0)
+    assert (s >= lam[:, -1]).all() and (s <= 32**0.25 * lam[:, -1]).all()
+    assert (s < normalising_scale(A, "frobenius").reshape(-1)).all()
+    # Squared after dividing by the Frobenius norm: no overflow where A is representable.
+    big = (A * 1e18).float()  # ||A^2||_F would overflow float32, ||A||_F does not
+    s_big = normalising_scale(big, "schatten").reshape(-1)
+    assert torch.isfinite(s_big).all()
+    torch.testing.assert_close(s_big.double(), s * 1e18, rtol=1e-5, atol=0)
+    zero = normalising_scale(torch.zeros(2, 4, 4), "schatten")
+    assert torch.isfinite(zero).all() and (zero > 0).all()
+
+
+def test_scaled_step_coefficients_map_the_interval_into_itself():
+    assert sign_step_coefficients(3) == [(1.5, -0.5)] * 3
+    low = 0.02
+    x = np.linspace(low, 1.0, 20001)
+    steps = sign_step_coefficients(12, low)
+    for a, b in steps:
+        y = a * x + b * x**3
+        # Equal values at both ends (Chen-Chow scale), maximum 1 inside, nothing negative.
+        assert abs(y[0] - y[-1]) < 1e-12 and abs(y.max() - 1.0) < 1e-6 and y.min() > 0
+        x = np.linspace(y.min(), 1.0, 20001)
+    assert abs(steps[-1][0] - 1.5) < 1e-12 and abs(steps[-1][1] + 0.5) < 1e-12
+
+
+def test_scaled_steps_need_fewer_iterations_when_lower_is_right():
+    B, C = problem(n=24, cond=1e2)
+    X = scipy_lyapunov(B, C)
+    plain = rel_err(lyapunov_sign_solve(B, C, 5, scaling="schatten"), X)
+    lam = torch.linalg.eigvalsh(B)
+    low = float((lam[:, 0] / normalising_scale(B, "schatten").reshape(-1)).min())
+    scaled = rel_err(lyapunov_sign_solve(B, C, 5, scaling="schatten", lower=low), X)
+    assert scaled < plain / 100  # measured: 1.3e-4 against 2.5e-1
+    assert rel_err(lyapunov_sign_solve(B, C, 30, scaling="schatten", lower=low), X) < 1e-11
+
+
+def test_lower_is_validated():
+    B, C = problem(n=4)
+    with pytest.raises(ValueError, match="spectral"):
+        lyapunov_sign_solve(B, C, scaling="spectral", lower=0.1)
+    with pytest.raises(ValueError, match="lower"):
+        lyapunov_sign_solve(B, C, lower=1.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_speed_options_keep_dtype_and_batch_shape(dtype):
+    B = eig_sqrt(spd((2, 3), 8, cond=10.0)).to(dtype)
+    C = torch.randn(2, 3, 8, 8, dtype=dtype, generator=torch.Generator().manual_seed(4))
+    X = lyapunov_sign_solve(B, C, 12, scaling="schatten", symmetric=True, lower=0.1)
+    assert X.dtype == dtype and X.shape == (2, 3, 8, 8)
+    ref = sym(scipy_lyapunov(B.reshape(6, 8, 8), C.reshape(6, 8, 8))).reshape(2, 3, 8, 8)
+    assert rel_err(X, ref) < (1e-5 if dtype == torch.float32 else 1e-12)

@@ -106,3 +106,19 @@ def test_bad_degrees_raise_config_error():
         pade_coefficients(-1, 2)
     with pytest.raises(ConfigError):
         binomial_series(0.5, -1)
+
+
+def test_matrix_polynomials_with_given_square_batch_dims_and_autograd():
+    gen = torch.Generator().manual_seed(2)
+    Z = torch.randn(2, 3, 5, 5, generator=gen, dtype=torch.float64) * 0.4
+    coeffs = [(1.0, -0.5, 0.25, 2.0, 0.1, -0.3), (0.3, 1.0, 0.5)]
+    want = [sum(c_k * torch.linalg.matrix_power(Z, k) for k, c_k in enumerate(c)) for c in coeffs]
+    for got in (matrix_polynomials(Z, coeffs), matrix_polynomials(Z, coeffs, Z @ Z)):
+        for G, W in zip(got, want):
+            assert G.shape == (2, 3, 5, 5) and G.dtype == torch.float64
+            torch.testing.assert_close(G, W, rtol=1e-12, atol=1e-12)
+    float32 = matrix_polynomials(Z.float(), coeffs)
+    assert all(G.dtype == torch.float32 for G in float32)
+    # Differentiable when the input requires grad (no out= products then).
+    leaf = Z[0, :1].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda X: matrix_polynomials(X, coeffs)[0], (leaf,))

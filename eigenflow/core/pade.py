@@ -148,36 +148,28 @@ def matrix_polynomials(
         One ``(B, n, n)`` tensor per polynomial.
     """
     degree = max((len(c) - 1 for c in polynomials), default=0)
-    if degree == 0:
-        eye = torch.eye(Z.shape[-1], dtype=Z.dtype, device=Z.device)
-        return [c[0] * eye.expand_as(Z).clone() for c in polynomials]
-    # powers[k - 1] = Z^k, written in place into one buffer, then all the polynomials in one
-    # matrix product with the coefficient table: one pass over the powers instead of a
-    # multiply and an add per term and polynomial.
-    track_grad = torch.is_grad_enabled() and (
-        Z.requires_grad or (Z2 is not None and Z2.requires_grad)
-    )
-    powers = Z.new_empty((degree, *Z.shape))
-    powers[0] = Z
-    for k in range(1, degree):
-        if k == 1 and Z2 is not None:
-            powers[1] = Z2
-        elif track_grad:
-            powers[k] = powers[k - 1] @ Z
-        else:
-            torch.matmul(powers[k - 1], Z, out=powers[k])
-    table = torch.tensor(
-        [[*c[1:], *([0.0] * (degree + 1 - len(c)))] for c in polynomials],
-        dtype=Z.dtype,
-        device=Z.device,
-    )
-    combined = (table @ powers.reshape(degree, -1)).reshape(len(polynomials), *Z.shape)
-    combined.diagonal(dim1=-2, dim2=-1).add_(
-        torch.tensor([c[0] for c in polynomials], dtype=Z.dtype, device=Z.device).reshape(
-            len(polynomials), *([1] * (Z.dim() - 1))
-        )
-    )
-    return list(combined.unbind(0))
+    # Z^2.. by products written into preallocated memory (out=) when nothing needs autograd;
+    # each polynomial accumulated in place with fused multiply-adds (one pass per term).
+    if torch.is_grad_enabled() and (Z.requires_grad or (Z2 is not None and Z2.requires_grad)):
+        powers = [Z]
+        for k in range(1, degree):
+            powers.append(Z2 if k == 1 and Z2 is not None else powers[-1] @ Z)
+    else:
+        powers = [Z, *Z.new_empty((max(degree - 1, 0), *Z.shape)).unbind(0)]
+        for k in range(1, degree):
+            if k == 1 and Z2 is not None:
+                powers[1] = Z2
+            else:
+                torch.matmul(powers[k - 1], Z, out=powers[k])
+    results = []
+    for coeffs in polynomials:
+        acc = torch.zeros_like(Z) if len(coeffs) == 1 else coeffs[1] * powers[0]
+        for c, power in zip(coeffs[2:], powers[1:]):
+            if c != 0:
+                acc.add_(power, alpha=c)
+        acc.diagonal(dim1=-2, dim2=-1).add_(coeffs[0])
+        results.append(acc)
+    return results
 
 
 def matrix_horner(Z: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
