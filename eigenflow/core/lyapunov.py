@@ -195,13 +195,13 @@ def _initial_iterates(
     B: torch.Tensor, C: torch.Tensor, scaling: str, symmetric: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(B_0, C_0, B_0^2 or None)``: the pre-normalised start of the sign iteration."""
-    if symmetric:
-        C = 0.5 * (C + C.mT)
+    B0_sq = None
     if scaling == "schatten":
         s, B0_sq = schatten_scale_and_square(B)
-        return B / s, C / s, B0_sq
-    s = normalising_scale(B, scaling)
-    return B / s, C / s, None
+    else:
+        s = normalising_scale(B, scaling)
+    C0 = torch.add(C, C.mT).mul_(0.5 / s) if symmetric else C / s
+    return B / s, C0, B0_sq
 
 
 def _check_lower(lower: float | None, scaling: str) -> None:

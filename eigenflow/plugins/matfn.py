@@ -405,6 +405,11 @@ def _solve_commuting_spd(Q: torch.Tensor, P: torch.Tensor, method: str) -> torch
     return torch.linalg.solve_triangular(U.mT, Y, upper=False, left=False)
 
 
+def _symmetric_part_times(X: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``c (X + X^T) / 2`` in two passes (``c`` per matrix, ``(B, 1, 1)``)."""
+    return torch.add(X, X.mT).mul_(0.5 * c)
+
+
 def _z_interval(scaling: str) -> tuple[float, float]:
     """The interval holding the eigenvalues of ``Z = I - A / s`` for PSD ``A``: ``[0, 1]``
     when ``s >= lambda_max``, ``[-0.6, 1]`` for the spectral estimate (``||A / s||_2 <= 1.6``)."""
@@ -480,9 +485,9 @@ class MPALyaSolver(_MatFnSolver):
         method = self.config.solve
         root = inv = None
         if want in (SQRT, BOTH):
-            root = symmetrize(_solve_commuting_spd(Q, P, method) * s.sqrt())
+            root = _symmetric_part_times(_solve_commuting_spd(Q, P, method), s.sqrt())
         if want in (INVSQRT, BOTH):
-            inv = symmetrize(_solve_commuting_spd(P, Q, method) * s.rsqrt())
+            inv = _symmetric_part_times(_solve_commuting_spd(P, Q, method), s.rsqrt())
         return root, inv, None, None
 
 
