@@ -158,8 +158,8 @@ def _sign_step(
     BC = torch.bmm(Bk, Ck)
     B_next = None if last else torch.baddbmm(Bk, Bk, B2, beta=a, alpha=b)
     C_next = torch.baddbmm(Ck, BC, Bk, beta=a, alpha=-b)
-    C_next = torch.baddbmm(C_next, Bk, BC, alpha=b)
-    C_next = torch.baddbmm(C_next, Ck, B2, alpha=b)
+    C_next.baddbmm_(Bk, BC, alpha=b)  # in place on the new tensor: no copy
+    C_next.baddbmm_(Ck, B2, alpha=b)
     return B_next, C_next
 
 
@@ -184,10 +184,12 @@ def _sign_step_symmetric(
         B2 = torch.bmm(Bk, Bk) if B2 is None else B2
         B_next = torch.baddbmm(Bk, Bk, B2, beta=a, alpha=b)
     M = torch.bmm(Bk, Ck)
-    # C_{k+1} = H + H^T with H = a C / 2 - b M B / 2 + b B M: exactly symmetric, so rounding
+    # C_{k+1} = H + H^T with H = b B M - b M B / 2 + a C / 2: exactly symmetric, so rounding
     # leaves no skew part (which this step, unlike Eq. 2.22, would amplify 2x per iteration).
-    H = torch.baddbmm(Ck, M, Bk, beta=0.5 * a, alpha=-0.5 * b)
-    H = torch.baddbmm(H, Bk, M, alpha=b)
+    # Accumulated in place in the tensor of the first product (no copies).
+    H = torch.bmm(Bk, M)
+    H.baddbmm_(M, Bk, beta=b, alpha=-0.5 * b)
+    H.add_(Ck, alpha=0.5 * a)
     return B_next, H + H.mT
 
 

@@ -148,19 +148,10 @@ def matrix_polynomials(
         One ``(B, n, n)`` tensor per polynomial.
     """
     degree = max((len(c) - 1 for c in polynomials), default=0)
-    # Z^2.. by products written into preallocated memory (out=) when nothing needs autograd;
-    # each polynomial accumulated in place with fused multiply-adds (one pass per term).
-    if torch.is_grad_enabled() and (Z.requires_grad or (Z2 is not None and Z2.requires_grad)):
-        powers = [Z]
-        for k in range(1, degree):
-            powers.append(Z2 if k == 1 and Z2 is not None else powers[-1] @ Z)
-    else:
-        powers = [Z, *Z.new_empty((max(degree - 1, 0), *Z.shape)).unbind(0)]
-        for k in range(1, degree):
-            if k == 1 and Z2 is not None:
-                powers[1] = Z2
-            else:
-                torch.matmul(powers[k - 1], Z, out=powers[k])
+    powers = [Z]
+    for k in range(1, degree):
+        powers.append(Z2 if k == 1 and Z2 is not None else powers[-1] @ Z)
+    # Each polynomial accumulated in place with fused multiply-adds (one pass per term).
     results = []
     for coeffs in polynomials:
         acc = torch.zeros_like(Z) if len(coeffs) == 1 else coeffs[1] * powers[0]
