@@ -124,9 +124,11 @@ def sign_step_coefficients(iters: int, lower: float | None = None) -> list[tuple
     maps into ``[l_{k+1}, 1]`` with ``l_{k+1} = f(l_k)``, about ``2.6 l_k`` while ``l_k`` is
     small instead of ``1.5 l_k`` (the scaled Newton-Schulz variant of Chen and Chow, 2014;
     eigenflow extension). ``alpha_k -> 1`` as ``l_k -> 1``, so the last steps are Eq. 2.22.
-    Eigenvalues below ``l`` still converge (each step multiplies them by at least 1.5), only
-    later; eigenvalues above 1 are not allowed (``alpha_k x`` must stay below ``sqrt(3)``),
-    hence the Frobenius or Schatten pre-normalisation.
+    Eigenvalues below ``l`` still converge, only later (a step multiplies such an ``x`` by
+    ``alpha_k (3 - alpha_k^2 x^2) / 2 >= alpha_k >= 1``, about ``1.5 alpha_k`` when ``x`` is
+    small, and the last steps are the plain ones); eigenvalues above 1 are not allowed
+    (``alpha_k x`` must stay below ``sqrt(3)``), hence the Frobenius or Schatten
+    pre-normalisation.
     """
     if lower is None:
         return [(1.5, -0.5)] * iters
