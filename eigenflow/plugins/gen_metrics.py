@@ -40,6 +40,7 @@ __all__ = [
     "decoder_jacobians",
     "discrete_mutual_information",
     "distance_to_orthogonality",
+    "flow_importance_weighted_log_likelihood",
     "image_equivariance_error",
     "importance_weighted_log_likelihood",
     "knn_predict_1d",
@@ -266,6 +267,32 @@ def importance_weighted_log_likelihood(
     return torch.logsumexp(torch.cat(parts), dim=0) - math.log(samples)
 
 
+def flow_importance_weighted_log_likelihood(
+    model: Any, x: torch.Tensor, k: torch.Tensor | None, samples: int, chunk: int
+) -> torch.Tensor:
+    """``log p(x_t)`` of every frame of sequences, importance-weighted with the model's
+    flowed posterior ``q_t`` as the proposal (seed 004, Tables 1-2: ``log p(x_t)``).
+
+    ``log (1/K) sum_i p(x_t|z_t^i) p_t(z_t^i) / q_t(z_t^i)`` where ``z_t^i`` is the sample
+    ``z_0^i ~ q(z_0|x_0)`` moved along the latent flow, from ``model.flow_proposal(x, k, n)
+    -> (z (n, T+1, B, d), log q (n, T+1, B), log p (n, T+1, B))``. With exact densities this
+    is a lower bound of ``log p(x_t)`` under the model, like the per-frame estimate.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, T+1)`` estimates.
+    """
+    parts = []
+    for start in range(0, samples, chunk):
+        z, log_q, log_p = model.flow_proposal(x, k, min(chunk, samples - start))
+        log_px = torch.stack(
+            [model.log_px_given_z(x[:, t], z[:, t]) for t in range(x.shape[1])], dim=1
+        )
+        parts.append(log_px + log_p - log_q)
+    return (torch.logsumexp(torch.cat(parts), dim=0) - math.log(samples)).transpose(0, 1)
+
+
 @config
 class LogLikelihoodConfig:
     """Options of ``log-likelihood`` (importance-weighted estimate, thesis 000 Table 4.10 and
@@ -309,6 +336,38 @@ class LogLikelihood(Metric):
                 parts = [
                     importance_weighted_log_likelihood(model, xb, cfg.samples, cfg.chunk)
                     for xb in x.split(cfg.batch_size)
+                ]
+        finally:
+            if training is not None:
+                model.train(training)
+        return torch.cat(parts)
+
+    def per_frame(self, model: Any, x: torch.Tensor, k: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T+1)`` estimates of ``log p(x_t)`` for sequences ``x (B, T+1, *shape)``.
+
+        Models with a latent flow (``flow_proposal``, e.g. ``ffvae``) use their flowed
+        posterior as the proposal (:func:`flow_importance_weighted_log_likelihood`); other
+        models use ``q(z|x_t)`` of each frame (:meth:`per_item`).
+        """
+        cfg = self.config
+        x = check_tensor(
+            x, "x", dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64), min_dims=3
+        )
+        if not hasattr(model, "flow_proposal"):
+            return self.per_item(model, x.reshape(-1, *x.shape[2:])).view(x.shape[0], x.shape[1])
+        training = getattr(model, "training", None)
+        if training is not None:
+            model.eval()
+        devices = [x.device] if x.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(cfg.seed)
+                size = max(cfg.batch_size // x.shape[1], 1)
+                parts = [
+                    flow_importance_weighted_log_likelihood(
+                        model, xb, None if k is None else kb, cfg.samples, cfg.chunk
+                    )
+                    for xb, kb in zip(x.split(size), (x if k is None else k).split(size))
                 ]
         finally:
             if training is not None:

@@ -24,7 +24,13 @@ from torch import nn
 
 from ...core.config import boolean, config, floating, integer, one_of, option
 from ...core.errors import InputError
-from ...core.kl import kl_categorical_uniform, kl_diag_normal_std, log_normal_diag, log_normal_std
+from ...core.kl import (
+    gaussian_log_density,
+    kl_categorical_uniform,
+    kl_diag_normal_std,
+    log_normal_diag,
+    log_normal_std,
+)
 from ...core.potentials import (
     PotentialFamily,
     hessian,
@@ -112,6 +118,22 @@ class FFVAEConfig(VAEConfig):
     )
     gumbel_hard: bool = option(
         True, validator=boolean(), help="straight-through one-hot Gumbel-softmax samples"
+    )
+    k_amortisation: float = option(
+        0.0,
+        validator=floating(0.0),
+        help="weight of the cross-entropy between q(k|x) and the model's own responsibilities "
+        "r(k|x) ~ p(k) p(x_1..T | z_0 flowed by u^k) (weak supervision; 0 = the thesis's "
+        "Eq. 4.23 alone). The responsibilities are computed without gradient along the "
+        "posterior-mean path of every potential: an E-step target that lets q(k|x) find "
+        "which potential explains a sequence",
+    )
+    k_encoder: str = option(
+        "frames",
+        validator=one_of(["frames", "latent"]),
+        help="features of q(k|x) (weak supervision): 'frames', an MLP of the frame "
+        "differences x_t - x_{t-1} (a network of its own, like the published code's sequence "
+        "classifier); 'latent', an MLP of the encoder means' differences mu_t - mu_{t-1}",
     )
 
 
@@ -283,24 +305,46 @@ class FFVAE(_PotentialFlowVAE):
             squared_negative=True,
         )
         if cfg.supervision == "weak":
-            self.k_features = nn.Sequential(nn.Linear(cfg.latent_dim, cfg.hidden), nn.ReLU())
+            width = math.prod(cfg.input_shape) if cfg.k_encoder == "frames" else cfg.latent_dim
+            self.k_features = nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU())
             self.k_head = nn.Linear(cfg.hidden, cfg.num_potentials)
 
     # ----------------------------------------------------------------- q(k|x)
     def k_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of ``q(k|x)`` ``(B, K)`` from the encoder means of a sequence (weak mode).
+        """Logits of ``q(k|x)`` ``(B, K)`` of a sequence (weak mode, Eq. 4.22).
 
-        Features are the mean over t of ``MLP(mu_t - mu_{t-1})`` (any length T).
+        Features are the mean over t of ``MLP(x_t - x_{t-1})`` (``k_encoder="frames"``) or of
+        ``MLP(mu_t - mu_{t-1})`` with the encoder means (``"latent"``), for any length T.
         """
         b = x.shape[0]
-        mu = self.encode(self._frames(x))[0].view(b, x.shape[1], -1)
-        return self.k_head(self.k_features(mu[:, 1:] - mu[:, :-1]).mean(1))
+        if self.config.k_encoder == "frames":
+            steps = (x[:, 1:] - x[:, :-1]).reshape(b, x.shape[1] - 1, -1)
+        else:
+            mu = self.encode(self._frames(x))[0].view(b, x.shape[1], -1)
+            steps = mu[:, 1:] - mu[:, :-1]
+        return self.k_head(self.k_features(steps).mean(1))
 
     def flow_weights(self, x: torch.Tensor, k: torch.Tensor | None) -> torch.Tensor:
         """One-hot of the observed k (supervised) or of ``argmax q(k|x)`` (weak)."""
         if self.config.supervision == "weak":
             return self.one_hot(self.k_logits(x).argmax(-1), x)
         return super().flow_weights(x, k)
+
+    @torch.no_grad()
+    def k_responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """``r(k|x) (B, K)``: ``softmax_k sum_{t>=1} log p(x_t | z_t^k)`` with ``z^k`` the
+        posterior mean of ``x_0`` moved by potential ``k`` alone (uniform ``p(k)``)."""
+        b, steps = x.shape[0], x.shape[1] - 1
+        num = self.num_potentials
+        z0 = self.posterior_mean(x[:, 0]).repeat(num, 1)  # (K*B, d), k-major
+        eye = torch.eye(num, dtype=z0.dtype, device=z0.device)
+        weights = eye.repeat_interleave(b, dim=0)
+        path = self.traverse(z0, weights, steps)[1:]  # (T, K*B, d)
+        frames = x[:, 1:].transpose(0, 1).repeat(1, num, *([1] * (x.dim() - 2)))
+        log_px = self.log_px_given_z(
+            frames.reshape(-1, *self.input_shape), path.reshape(-1, z0.shape[-1])
+        )
+        return torch.softmax(log_px.view(steps, num, b).sum(0).transpose(0, 1), dim=-1)
 
     # ----------------------------------------------------------------- densities
     def _log_jacobian(self, grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -373,6 +417,72 @@ class FFVAE(_PotentialFlowVAE):
             "hj": hj / steps,
         }
 
+    def prior_variance(self, t: int) -> float:
+        """Variance of the prior ``p_t(z) = N(0, var_t I)`` after ``t`` diffusion steps."""
+        var = 1.0
+        for _ in range(t):
+            var = var * (1.0 + self.config.diffusion / var) ** 2
+        return var
+
+    def flow_proposal(
+        self, x: torch.Tensor, k: torch.Tensor | None, samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples of the flowed posterior ``q_t`` of every frame, with exact log densities.
+
+        ``z_0 ~ q(z_0|x_0)`` moved by ``z_t = z_{t-1} + grad u^k(z_{t-1}, t)`` (Eq. 4.19,
+        4.24); ``log q_t`` is updated by the exact change of variables
+        ``log|det(I + Hessian u^k)|`` (not the Laplacian approximation of Eq. 4.25, so that
+        the density is exact and importance weights give a lower bound of ``log p(x_t)``), and
+        ``log p_t(z_t)`` is the diffusion prior ``N(0, var_t I)`` of frame ``t`` (Eq. 4.18).
+        This is the proposal of the paper's transformed-data likelihood ``log p(x_t)``
+        (seed 004, Tables 1-2), here with ``K`` samples. Cost: ``d`` Hessian-vector products
+        per step and sample (small latents).
+
+        Parameters
+        ----------
+        x
+            ``(B, T+1, *input_shape)`` sequences.
+        k
+            ``(B,)`` transformation labels (ignored with weak supervision, which uses
+            ``argmax q(k|x)``).
+        samples
+            ``n``, samples per sequence.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``z (n, T+1, B, d)``, ``log q_t(z_t) (n, T+1, B)`` and ``log p_t(z_t) (n, T+1, B)``.
+        """
+        b, steps = x.shape[0], x.shape[1] - 1
+        d = self.latent_dim
+        weights = self.flow_weights(x, k).detach()
+        q0 = self.posterior(x[:, 0])
+        z0 = q0.sample((samples,))  # (n, B, d)
+        log_q = q0.log_prob(z0).reshape(-1)
+        w = weights.expand(samples, -1, -1).reshape(samples * b, -1)
+        z = z0.reshape(samples * b, d)
+        eye = torch.eye(d, dtype=z.dtype, device=z.device)
+        zs, log_qs, log_ps = [z], [log_q], [log_normal_std(z)]
+        for t in range(1, steps + 1):
+            z = z.detach().requires_grad_(True)
+            with torch.enable_grad():
+                step = potential_derivatives(
+                    self.potentials, z, z.new_full((z.shape[0],), float(t)), w, laplacian=None
+                )
+                h = hessian(step.grad_z, z, create_graph=False)
+            log_q = log_q - torch.linalg.slogdet(eye + h.detach()).logabsdet
+            z = (z + step.grad_z).detach()
+            zs.append(z)
+            log_qs.append(log_q)
+            log_ps.append(gaussian_log_density(z, self.prior_variance(t)))
+        shape = (steps + 1, samples, b)
+        z_all = torch.stack(zs).view(*shape, d).transpose(0, 1)
+        return (
+            z_all,
+            torch.stack(log_qs).view(shape).transpose(0, 1),
+            torch.stack(log_ps).view(shape).transpose(0, 1),
+        )
+
     # ----------------------------------------------------------------- loss
     def loss(self, batch: Any) -> dict[str, torch.Tensor]:
         x, k = self._sequence(batch)
@@ -384,6 +494,9 @@ class FFVAE(_PotentialFlowVAE):
                 logits, tau=self.config.gumbel_tau, hard=self.config.gumbel_hard
             )
             out["kl_k"] = kl_categorical_uniform(logits).mean()
+            if self.config.k_amortisation > 0:
+                r = self.k_responsibilities(x)
+                out["k_match"] = -(r * torch.log_softmax(logits, -1)).sum(-1).mean()
         else:
             weights = self.one_hot(_labels(k, b, self.num_potentials, "k").to(x.device), x)
         mu, logvar = self.encode(x[:, 0])
@@ -407,7 +520,9 @@ class FFVAE(_PotentialFlowVAE):
         neg_elbo = recon + kl0 + kl_flow + out.get("kl_k", 0.0)
         out.update(
             {
-                "loss": neg_elbo + self.config.hj_weight * hj,
+                "loss": neg_elbo
+                + self.config.hj_weight * hj
+                + self.config.k_amortisation * out.get("k_match", 0.0),
                 "recon": recon,
                 "kl0": kl0,
                 "kl_flow": kl_flow,
