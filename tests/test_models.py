@@ -502,3 +502,23 @@ def test_k_responsibilities_match_a_per_potential_loop_and_train_q():
     assert out["k_match"] > 0
     out["loss"].backward()
     assert model.k_head.weight.grad.abs().sum() > 0
+
+
+def test_flow_kl_prior_is_the_sum_of_per_frame_kls_to_the_exact_diffusion_prior():
+    model = _ffvae(flow_kl="prior", diffusion=0.2)
+    x = torch.rand(4, 4, 5, dtype=D64)
+    k = torch.tensor([0, 1, 2, 0])
+    torch.manual_seed(5)
+    out = model.loss({"x": x, "k": k})
+    torch.manual_seed(5)
+    mu, logvar = model.encode(x[:, 0])
+    z0 = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    flow = model.posterior_flow(
+        z0, log_normal_diag(z0, mu, logvar), log_normal_std(z0), torch.eye(3, dtype=D64)[k], 3
+    )
+    expected, var = 0.0, 1.0
+    for t in range(1, 4):
+        var = var * (1 + 0.2 / var) ** 2
+        prior = Normal(torch.zeros(3, dtype=D64), math.sqrt(var) * torch.ones(3, dtype=D64))
+        expected = expected + flow["logq"][t] - prior.log_prob(flow["z"][t]).sum(-1)
+    torch.testing.assert_close(out["kl_flow"], expected.mean())

@@ -105,10 +105,13 @@ class FFVAEConfig(VAEConfig):
     )
     flow_kl: str = option(
         "increment",
-        validator=one_of(["increment", "marginal"]),
+        validator=one_of(["increment", "marginal", "prior"]),
         help="flow KL terms of Eq. 4.21: 'increment' counts each step's change of log q - log p "
         "(the Jacobian terms) once; 'marginal' sums log q_t - log p_t over t, which also "
-        "repeats log q_0/p_0 at z_0 T times",
+        "repeats log q_0/p_0 at z_0 T times; 'prior' sums log q_t(z_t) - log p_t(z_t) over t "
+        "with p_t the exact diffusion prior N(0, var_t I) at the sample (Eq. 4.24 reads "
+        "q(z_t|z_{t-1}, k) as the evolved marginal q_t, so each term is KL[q_t || p_t] and the "
+        "objective is the sum of the per-frame ELBOs)",
     )
     hj_weight: float = option(1.0, validator=floating(0.0), help="weight of L_HJ (Eq. 4.34)")
     gumbel_tau: float = option(
@@ -509,6 +512,14 @@ class FFVAE(_PotentialFlowVAE):
         ratio = flow["logq"] - flow["logp"]  # (T+1, B) log q_t - log p_t along the path
         if self.config.flow_kl == "increment":
             kl_flow = (ratio[-1] - ratio[0]).mean()  # sum_t of the per-step changes
+        elif self.config.flow_kl == "prior":
+            log_p = torch.stack(
+                [
+                    gaussian_log_density(flow["z"][t], self.prior_variance(t))
+                    for t in range(1, steps + 1)
+                ]
+            )
+            kl_flow = (flow["logq"][1:] - log_p).sum(0).mean()
         else:
             kl_flow = ratio[1:].sum(0).mean()
         ic = (
