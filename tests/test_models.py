@@ -410,7 +410,14 @@ def test_ffvae_digits_pipeline_smoke(tmp_path):
     """The demo pipeline runs end to end with the registered metrics and writes its files."""
     import eigenflow as ef
 
-    spec = {"pipeline": "ffvae-digits", "seeds": [0], "steps": 3}
+    spec = {
+        "pipeline": "ffvae-digits",
+        "seeds": [0],
+        "steps": 3,
+        "n_sequences": 32,
+        "eval_items": 16,
+        "iw_samples": 4,
+    }
     result = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)
     summary = result["stages"][0]["result"]["summary"]
     assert {"vae", "ffvae", "ffvae-weak", "targets"} <= set(summary)
