@@ -18,8 +18,9 @@ Model protocol (what the model-based metrics call; eigenflow's VAE family provid
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -293,6 +294,22 @@ def flow_importance_weighted_log_likelihood(
     return (torch.logsumexp(torch.cat(parts), dim=0) - math.log(samples)).transpose(0, 1)
 
 
+@contextlib.contextmanager
+def _seeded_eval(model: Any, x: torch.Tensor, seed: int) -> Iterator[None]:
+    """Eval mode and a seeded, forked RNG (on ``x``'s device) for the body; restored after."""
+    training = getattr(model, "training", None)
+    if training is not None:
+        model.eval()
+    devices = [x.device] if x.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        if training is not None:
+            model.train(training)
+
+
 @config
 class LogLikelihoodConfig:
     """Options of ``log-likelihood`` (importance-weighted estimate, thesis 000 Table 4.10 and
@@ -326,20 +343,11 @@ class LogLikelihood(Metric):
         x = check_tensor(
             x, "x", dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64), min_dims=1
         )
-        training = getattr(model, "training", None)
-        if training is not None:
-            model.eval()
-        devices = [x.device] if x.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(cfg.seed)
-                parts = [
-                    importance_weighted_log_likelihood(model, xb, cfg.samples, cfg.chunk)
-                    for xb in x.split(cfg.batch_size)
-                ]
-        finally:
-            if training is not None:
-                model.train(training)
+        with _seeded_eval(model, x, cfg.seed):
+            parts = [
+                importance_weighted_log_likelihood(model, xb, cfg.samples, cfg.chunk)
+                for xb in x.split(cfg.batch_size)
+            ]
         return torch.cat(parts)
 
     def per_frame(self, model: Any, x: torch.Tensor, k: torch.Tensor | None = None) -> torch.Tensor:
@@ -355,23 +363,14 @@ class LogLikelihood(Metric):
         )
         if not hasattr(model, "flow_proposal"):
             return self.per_item(model, x.reshape(-1, *x.shape[2:])).view(x.shape[0], x.shape[1])
-        training = getattr(model, "training", None)
-        if training is not None:
-            model.eval()
-        devices = [x.device] if x.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(cfg.seed)
-                size = max(cfg.batch_size // x.shape[1], 1)
-                parts = [
-                    flow_importance_weighted_log_likelihood(
-                        model, xb, None if k is None else kb, cfg.samples, cfg.chunk
-                    )
-                    for xb, kb in zip(x.split(size), (x if k is None else k).split(size))
-                ]
-        finally:
-            if training is not None:
-                model.train(training)
+        size = max(cfg.batch_size // x.shape[1], 1)
+        with _seeded_eval(model, x, cfg.seed):
+            parts = [
+                flow_importance_weighted_log_likelihood(
+                    model, xb, None if k is None else kb, cfg.samples, cfg.chunk
+                )
+                for xb, kb in zip(x.split(size), (x if k is None else k).split(size))
+            ]
         return torch.cat(parts)
 
     def compute(self, model: Any, x: torch.Tensor) -> dict[str, float]:
