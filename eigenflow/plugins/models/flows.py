@@ -408,7 +408,7 @@ class FFVAE(_PotentialFlowVAE):
             hj = hj + hj_residual(step, force).square()
             logq = logq - self._log_jacobian(step.grad_z, z)
             logp = logp - self._prior_log_jacobian(var, d)
-            var = var * (1.0 + self.config.diffusion / var) ** 2  # Gaussian pushed by psi
+            var = self._diffused_variance(var)
             z = z + step.grad_z
             zs.append(z)
             logqs.append(logq)
@@ -420,11 +420,15 @@ class FFVAE(_PotentialFlowVAE):
             "hj": hj / steps,
         }
 
+    def _diffused_variance(self, var: float) -> float:
+        """One prior step: ``N(0, var I)`` pushed by ``grad psi = D z / var`` (Eq. 4.17-4.18)."""
+        return var * (1.0 + self.config.diffusion / var) ** 2
+
     def prior_variance(self, t: int) -> float:
         """Variance of the prior ``p_t(z) = N(0, var_t I)`` after ``t`` diffusion steps."""
         var = 1.0
         for _ in range(t):
-            var = var * (1.0 + self.config.diffusion / var) ** 2
+            var = self._diffused_variance(var)
         return var
 
     def flow_proposal(

@@ -18,6 +18,7 @@ from ...core.config import (
     config,
     floating,
     integer,
+    one_of,
     option,
     options_dict,
     validate_options,
@@ -218,11 +219,11 @@ class FFVAEDigitsConfig:
     lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
     latent_dim: int = option(16, validator=integer(1), help="latent size d")
     architecture: str = option(
-        "conv", validator=lambda _i, a, v: _check_arch(a, v), help="'mlp' or 'conv' encoder/decoder"
+        "conv", validator=one_of(["mlp", "conv"]), help="'mlp' or 'conv' encoder/decoder"
     )
     flow_kl: str = option(
         "prior",
-        validator=lambda _i, a, v: _check_flow_kl(a, v),
+        validator=one_of(["increment", "marginal", "prior"]),
         help="the ffvae flow KL terms (see ffvae's option flow_kl); 'prior' makes both models "
         "optimise per-frame ELBOs",
     )
@@ -233,7 +234,7 @@ class FFVAEDigitsConfig:
     )
     laplacian: str = option(
         "exact",
-        validator=lambda _i, a, v: _check_lap(a, v),
+        validator=one_of(["exact", "hutchinson"]),
         help="Laplacian of the ffvae density update: exact or hutchinson",
     )
     n_sequences: int = option(2000, validator=integer(16), help="training sequences")
@@ -261,29 +262,6 @@ def _check_seeds(attribute: Any, value: Any) -> None:
         raise ConfigError(
             f"option {attribute.name!r} = {value!r} is invalid: expected a "
             "non-empty list of non-negative integers"
-        )
-
-
-def _check_arch(attribute: Any, value: Any) -> None:
-    if value not in ("mlp", "conv"):
-        raise ConfigError(
-            f"option {attribute.name!r} = {value!r} is invalid: expected one of 'mlp', 'conv'"
-        )
-
-
-def _check_flow_kl(attribute: Any, value: Any) -> None:
-    if value not in ("increment", "marginal", "prior"):
-        raise ConfigError(
-            f"option {attribute.name!r} = {value!r} is invalid: expected one of "
-            "'increment', 'marginal', 'prior'"
-        )
-
-
-def _check_lap(attribute: Any, value: Any) -> None:
-    if value not in ("exact", "hutchinson"):
-        raise ConfigError(
-            f"option {attribute.name!r} = {value!r} is invalid: expected one of "
-            "'exact', 'hutchinson'"
         )
 
 
