@@ -198,6 +198,34 @@ class _PotentialFlowVAE(VAEBase):
             path.append(z)
         return torch.stack(path)
 
+    def sample_sequences(
+        self,
+        n: int,
+        k: torch.Tensor | int,
+        steps: int,
+        *,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``n`` sequences from the model: ``z_0 ~ N(0, I)`` moved by potential ``k`` for
+        ``steps`` steps and decoded (Eq. 4.19), ``(n, steps + 1, *input_shape)`` decoder means.
+
+        ``k``: one label for all sequences or ``(n,)`` labels. This is the sequence model
+        whose likelihood ``log-likelihood``'s ``per_sequence`` estimates.
+        """
+        param = next(self.parameters())
+        device = device or param.device
+        labels = torch.as_tensor(k, device=device).long().expand(n)
+        if labels.min() < 0 or labels.max() >= self.num_potentials:
+            raise InputError(
+                f"k: labels must lie in [0, {self.num_potentials - 1}], got "
+                f"{sorted(set(labels.tolist()))}"
+            )
+        z0 = torch.randn(n, self.latent_dim, device=device, dtype=param.dtype)
+        with torch.enable_grad():
+            path = self.traverse(z0, self.one_hot(labels, z0), steps)
+        with torch.no_grad():
+            return self.decode(path.detach()).transpose(0, 1)
+
 
 class PDEVAE(_PotentialFlowVAE):
     """VAE trained with K wave-equation potential flows (thesis 000, Eq. 4.12-4.14).
