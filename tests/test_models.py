@@ -430,6 +430,25 @@ def test_ffvae_digits_pipeline_smoke(tmp_path):
     assert list(tmp_path.rglob("*.png"))
 
 
+def test_ffvae_digits_trains_the_chosen_models_only(tmp_path):
+    spec = {
+        "pipeline": "ffvae-digits",
+        "models": ["vae"],
+        "seeds": [1],
+        "steps": 2,
+        "scheduler": "cosine",
+        "batch_size": 8,
+        "n_sequences": 16,
+        "eval_items": 8,
+        "iw_samples": 2,
+    }
+    result = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)
+    summary = result["stages"][0]["result"]["summary"]
+    assert set(summary) == {"vae"}
+    with pytest.raises(ef.PipelineSpecError, match=r"models: 'fvae'.*did you mean 'ffvae'"):
+        ef.Pipeline.from_config({**spec, "models": ["fvae"]})
+
+
 def test_flow_proposal_densities_match_exact_jacobians_and_prior():
     """``flow_proposal``: samples moved by the flow, ``log q_t`` by the exact Jacobian of each
     step, and ``log p_t`` the closed-form diffusion prior N(0, var_t I)."""

@@ -206,6 +206,24 @@ def evaluate_model(
 # --------------------------------------------------------------------------- ffvae-digits
 
 
+_VARIANTS = (
+    ("vae", "vae", {}),
+    ("ffvae", "ffvae", {"supervision": "supervised"}),
+    ("ffvae-weak", "ffvae", {"supervision": "weak"}),
+)
+
+
+def _check_models(attribute: Any, value: Any) -> None:
+    names = [name for name, _, _ in _VARIANTS]
+    if not (isinstance(value, list) and value and len(set(value)) == len(value)):
+        raise ConfigError(
+            f"option {attribute.name!r} = {value!r} is invalid: expected a non-empty list of "
+            f"distinct names from {names}"
+        )
+    for item in value:
+        one_of(names)(None, attribute, item)
+
+
 @config
 class FFVAEDigitsConfig:
     """Options of ``ffvae-digits``: ``ffvae`` (supervised and weakly supervised) against the
@@ -224,9 +242,19 @@ class FFVAEDigitsConfig:
         help="model seeds (one run per seed)",
         validator=lambda _i, a, v: _check_seeds(a, v),
     )
+    models: list = option(
+        factory=lambda: [name for name, _, _ in _VARIANTS],
+        help="which of 'vae', 'ffvae' and 'ffvae-weak' to train (all by default)",
+        validator=lambda _i, a, v: _check_models(a, v),
+    )
     steps: int = option(3000, validator=integer(1), help="optimiser steps per model")
     batch_size: int = option(32, validator=integer(1), help="sequences per batch")
     lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
+    scheduler: str = option(
+        "none",
+        validator=one_of(["none", "cosine"]),
+        help="learning-rate schedule over 'steps' (the engine's option)",
+    )
     latent_dim: int = option(16, validator=integer(1), help="latent size d")
     architecture: str = option(
         "conv", validator=one_of(["mlp", "conv"]), help="'mlp' or 'conv' encoder/decoder"
@@ -275,13 +303,6 @@ def _check_seeds(attribute: Any, value: Any) -> None:
         )
 
 
-_VARIANTS = (
-    ("vae", "vae", {}),
-    ("ffvae", "ffvae", {"supervision": "supervised"}),
-    ("ffvae-weak", "ffvae", {"supervision": "weak"}),
-)
-
-
 class FFVAEDigitsPipeline(PipelineBase):
     """Train ``vae``, ``ffvae`` and weakly supervised ``ffvae`` on ``digits-sequences`` for
     each seed; write metrics, a table, traversal grids and switching/superposition figures."""
@@ -298,9 +319,10 @@ class FFVAEDigitsPipeline(PipelineBase):
             "digits-sequences",
             **{**data_opts, "split": "test", "n_sequences": max(cfg.eval_items, 16)},
         )
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in _VARIANTS}
+        variants = [v for v in _VARIANTS if v[0] in cfg.models]
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
         for seed in cfg.seeds:
-            for name, model_name, extra in _VARIANTS:
+            for name, model_name, extra in variants:
                 torch.manual_seed(seed)
                 model_cls = registry["model"].get(model_name)
                 opts = {
@@ -319,6 +341,7 @@ class FFVAEDigitsPipeline(PipelineBase):
                     steps=cfg.steps,
                     batch_size=cfg.batch_size,
                     lr=cfg.lr,
+                    scheduler=cfg.scheduler,
                     seed=seed,
                     log_every=max(cfg.steps // 10, 1),
                     checkpoint_every=0,
