@@ -585,6 +585,19 @@ def test_sequence_log_likelihood_of_a_frame_model_is_the_sum_over_frames():
     )
 
 
+def test_weak_k_inference_picks_the_argmax_of_q_or_of_the_responsibilities():
+    x = torch.rand(6, 4, 5, dtype=D64)
+    amortised = _ffvae(supervision="weak")
+    responsibilities = _ffvae(supervision="weak", k_inference="responsibilities")
+    eye = torch.eye(3, dtype=D64)
+    torch.testing.assert_close(
+        amortised.flow_weights(x, None), eye[amortised.k_logits(x).argmax(-1)]
+    )
+    r = responsibilities.k_responsibilities(x)
+    assert not torch.equal(r.argmax(-1), responsibilities.k_logits(x).argmax(-1))
+    torch.testing.assert_close(responsibilities.flow_weights(x, None), eye[r.argmax(-1)])
+
+
 def test_k_responsibilities_match_a_per_potential_loop_and_train_q():
     model = _ffvae(supervision="weak", k_amortisation=1.0)
     x = torch.rand(4, 4, 5, dtype=D64)

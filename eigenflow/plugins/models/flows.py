@@ -131,6 +131,14 @@ class FFVAEConfig(VAEConfig):
         "posterior-mean path of every potential: an E-step target that lets q(k|x) find "
         "which potential explains a sequence",
     )
+    k_inference: str = option(
+        "amortised",
+        validator=one_of(["amortised", "responsibilities"]),
+        help="how a weakly supervised model picks the potential of a sequence at test time "
+        "(flow_weights): 'amortised', argmax q(k|x) (Eq. 4.22); 'responsibilities', argmax "
+        "of the model's own posterior r(k|x) ~ p(k) p(x_1..T | z_0 flowed by u^k) "
+        "(k_responsibilities), which needs no label either",
+    )
     k_encoder: str = option(
         "frames",
         validator=one_of(["frames", "latent"]),
@@ -356,10 +364,16 @@ class FFVAE(_PotentialFlowVAE):
         return self.k_head(self.k_features(steps).mean(1))
 
     def flow_weights(self, x: torch.Tensor, k: torch.Tensor | None) -> torch.Tensor:
-        """One-hot of the observed k (supervised) or of ``argmax q(k|x)`` (weak)."""
-        if self.config.supervision == "weak":
-            return self.one_hot(self.k_logits(x).argmax(-1), x)
-        return super().flow_weights(x, k)
+        """One-hot of the observed k (supervised); with weak supervision, of ``argmax
+        q(k|x)`` or of ``argmax r(k|x)`` (option ``k_inference``)."""
+        if self.config.supervision != "weak":
+            return super().flow_weights(x, k)
+        if self.config.k_inference == "responsibilities":
+            with torch.enable_grad():  # the paths differentiate the potentials in z
+                scores = self.k_responsibilities(x)
+        else:
+            scores = self.k_logits(x)
+        return self.one_hot(scores.argmax(-1), x)
 
     @torch.no_grad()
     def k_responsibilities(self, x: torch.Tensor) -> torch.Tensor:

@@ -270,6 +270,12 @@ class FFVAEDigitsConfig:
         validator=floating(0.0),
         help="weight of the E-step target of q(k|x) for the weakly supervised ffvae",
     )
+    k_inference: str = option(
+        "responsibilities",
+        validator=one_of(["amortised", "responsibilities"]),
+        help="how the weakly supervised ffvae picks a test sequence's potential (see ffvae's "
+        "option k_inference); neither uses the label",
+    )
     laplacian: str = option(
         "exact",
         validator=one_of(["exact", "hutchinson"]),
@@ -336,6 +342,7 @@ class FFVAEDigitsPipeline(PipelineBase):
                     opts["flow_kl"] = cfg.flow_kl
                     if extra.get("supervision") == "weak":
                         opts["k_amortisation"] = cfg.k_amortisation
+                        opts["k_inference"] = cfg.k_inference
                 model = registry["model"].create(model_name, **opts).to(ctx.device)
                 tcfg = TrainConfig(
                     steps=cfg.steps,
