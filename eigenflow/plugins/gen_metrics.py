@@ -414,21 +414,12 @@ class LogLikelihood(Metric):
         posterior as the proposal (:func:`flow_importance_weighted_log_likelihood`); other
         models use ``q(z|x_t)`` of each frame (:meth:`per_item`).
         """
-        cfg = self.config
         x = check_tensor(
             x, "x", dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64), min_dims=3
         )
         if not hasattr(model, "flow_proposal"):
             return self.per_item(model, x.reshape(-1, *x.shape[2:])).view(x.shape[0], x.shape[1])
-        size = max(cfg.batch_size // x.shape[1], 1)
-        with _seeded_eval(model, x, cfg.seed):
-            parts = [
-                flow_importance_weighted_log_likelihood(
-                    model, xb, None if k is None else kb, cfg.samples, cfg.chunk
-                )
-                for xb, kb in zip(x.split(size), (x if k is None else k).split(size))
-            ]
-        return torch.cat(parts)
+        return self._over_sequences(flow_importance_weighted_log_likelihood, model, x, k)
 
     def per_sequence(
         self, model: Any, x: torch.Tensor, k: torch.Tensor | None = None
@@ -440,18 +431,23 @@ class LogLikelihood(Metric):
         marginalises the transformation). Models without one generate frames independently,
         so their sequence log-likelihood is ``sum_t log p(x_t)`` (:meth:`per_item`).
         """
-        cfg = self.config
         x = check_tensor(
             x, "x", dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64), min_dims=3
         )
         if not getattr(model, "num_potentials", 0):
             return self.per_item(model, x.reshape(-1, *x.shape[2:])).view(x.shape[0], -1).sum(1)
+        return self._over_sequences(flow_sequence_log_likelihood, model, x, k)
+
+    def _over_sequences(
+        self, estimate: Callable, model: Any, x: torch.Tensor, k: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``estimate(model, x, k, samples, chunk)`` over batches of whole sequences (about
+        ``batch_size`` frames each), seeded and in eval mode, concatenated."""
+        cfg = self.config
         size = max(cfg.batch_size // x.shape[1], 1)
         with _seeded_eval(model, x, cfg.seed):
             parts = [
-                flow_sequence_log_likelihood(
-                    model, xb, None if k is None else kb, cfg.samples, cfg.chunk
-                )
+                estimate(model, xb, None if k is None else kb, cfg.samples, cfg.chunk)
                 for xb, kb in zip(x.split(size), (x if k is None else k).split(size))
             ]
         return torch.cat(parts)
