@@ -472,11 +472,8 @@ def test_flow_proposal_densities_match_exact_jacobians_and_prior():
         var = var * (1 + 0.1 / var) ** 2
 
 
-def test_flow_log_likelihood_converges_to_quadrature_in_two_dimensions():
-    """The flowed-posterior importance-weighted ``log p(x_t)`` approaches the exact
-    ``log int p(x_t|z) N(z; 0, var_t I) dz`` computed on a 2-D grid, from below."""
-    from eigenflow.plugins.gen_metrics import flow_importance_weighted_log_likelihood
-
+def _ffvae_2d(decoder_std: float):
+    """A small float64 ffvae with a 2-D latent and a Gaussian decoder, in eval mode."""
     torch.manual_seed(0)
     model = ef.create(
         "model",
@@ -487,9 +484,17 @@ def test_flow_log_likelihood_converges_to_quadrature_in_two_dimensions():
         potential_hidden=8,
         time_dim=8,
         likelihood="gaussian",
-        decoder_std=0.7,
+        decoder_std=decoder_std,
     ).double()
-    model.eval()
+    return model.eval()
+
+
+def test_flow_log_likelihood_converges_to_quadrature_in_two_dimensions():
+    """The flowed-posterior importance-weighted ``log p(x_t)`` approaches the exact
+    ``log int p(x_t|z) N(z; 0, var_t I) dz`` computed on a 2-D grid, from below."""
+    from eigenflow.plugins.gen_metrics import flow_importance_weighted_log_likelihood
+
+    model = _ffvae_2d(decoder_std=0.7)
     x = torch.rand(2, 3, 4, dtype=D64)
     k = torch.tensor([0, 2])
     torch.manual_seed(1)
@@ -518,19 +523,7 @@ def test_sequence_log_likelihood_converges_to_quadrature_in_two_dimensions():
     """``log p(x_0..T)`` of the flow model's sequence model (``z_0 ~ N(0, I)`` moved by
     ``u^k``), importance-weighted, against ``log int N(z_0) prod_t p(x_t|z_t(z_0)) dz_0`` on
     a 2-D grid: conditional on k, and with k marginalised over the three potentials."""
-    torch.manual_seed(0)
-    model = ef.create(
-        "model",
-        "ffvae",
-        input_shape=[4],
-        latent_dim=2,
-        hidden=8,
-        potential_hidden=8,
-        time_dim=8,
-        likelihood="gaussian",
-        decoder_std=0.8,
-    ).double()
-    model.eval()
+    model = _ffvae_2d(decoder_std=0.8)
     with torch.no_grad():  # stronger, distinct flows: the three labels differ by nats
         for p in model.potentials.out.parameters():
             p.mul_(12.0)
