@@ -308,8 +308,8 @@ def flow_sequence_log_likelihood(
     ``p(x_0..T|k) = E_{q(z_0|x_0)}[N(z_0) prod_t p(x_t|z_t) / q(z_0|x_0)]`` and the estimate
     ``log (1/K) sum_i N(z_0^i) prod_t p(x_t|z_t^i) / q(z_0^i|x_0)`` is a lower bound of it
     (Burda et al.). With ``k=None`` the label is marginalised exactly over the K potentials,
-    ``log p(x_0..T) = log (1/K) sum_k p(x_0..T|k)``, each term estimated with the same
-    samples; with ``k`` given the result is ``log p(x_0..T|k)``.
+    ``log p(x_0..T) = log (1/K) sum_k p(x_0..T|k)``, each term estimated with its own
+    ``samples`` draws; with ``k`` given the result is ``log p(x_0..T|k)``.
 
     Parameters
     ----------
