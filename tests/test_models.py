@@ -186,6 +186,26 @@ def test_every_model_trains_on_sequences(name, architecture):
     assert model.sample(2).shape == (2, 1, 8, 8)
 
 
+def test_conv_width_sets_the_channels_of_both_networks():
+    model = ef.create(
+        "model",
+        "vae",
+        input_shape=[3, 8, 8],
+        latent_dim=3,
+        hidden=16,
+        architecture="conv",
+        conv_width=5,
+    )
+    enc_convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    dec_convs = [m for m in model.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in enc_convs] == [(3, 5), (5, 10)]
+    assert [(c.in_channels, c.out_channels) for c in dec_convs] == [(10, 5), (5, 3)]
+    x = torch.rand(2, 3, 8, 8)
+    assert model.decode(model.posterior_mean(x)).shape == x.shape
+    with pytest.raises(ef.ConfigError, match="conv_width"):
+        ef.create("model", "vae", architecture="conv", conv_width=0)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_models_run_in_float64(name):
     torch.manual_seed(0)

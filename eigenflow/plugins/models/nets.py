@@ -56,18 +56,19 @@ class MLPDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """``(B, C, H, W) -> (B, hidden)``: two stride-2 convolutions (32, 64 channels), a linear."""
+    """``(B, C, H, W) -> (B, hidden)``: two stride-2 convolutions (``width``, ``2 width``
+    channels), a linear."""
 
-    def __init__(self, input_shape: tuple[int, ...], hidden: int):
+    def __init__(self, input_shape: tuple[int, ...], hidden: int, width: int = 32):
         super().__init__()
         c, h, w = input_shape
         self.net = nn.Sequential(
-            nn.Conv2d(c, 32, 4, 2, 1),
+            nn.Conv2d(c, width, 4, 2, 1),
             nn.ReLU(),
-            nn.Conv2d(32, 64, 4, 2, 1),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
             nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(64 * (h // 4) * (w // 4), hidden),
+            nn.Linear(2 * width * (h // 4) * (w // 4), hidden),
             nn.ReLU(),
         )
 
@@ -76,12 +77,13 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """``(B, d) -> (B, C, H, W)``: linear layers, then two stride-2 transposed convolutions."""
+    """``(B, d) -> (B, C, H, W)``: linear layers, then two stride-2 transposed convolutions
+    (``2 width``, ``width`` channels)."""
 
-    def __init__(self, input_shape: tuple[int, ...], latent_dim: int, hidden: int):
+    def __init__(self, input_shape: tuple[int, ...], latent_dim: int, hidden: int, width: int = 32):
         super().__init__()
         c, h, w = input_shape
-        self.grid = (64, h // 4, w // 4)
+        self.grid = (2 * width, h // 4, w // 4)
         self.fc = nn.Sequential(
             nn.Linear(latent_dim, hidden),
             nn.ReLU(),
@@ -89,9 +91,9 @@ class ConvDecoder(nn.Module):
             nn.ReLU(),
         )
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, 2, 1),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
             nn.ReLU(),
-            nn.ConvTranspose2d(32, c, 4, 2, 1),
+            nn.ConvTranspose2d(width, c, 4, 2, 1),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -106,19 +108,27 @@ def _check_conv_shape(input_shape: tuple[int, ...]) -> None:
         )
 
 
-def build_encoder(architecture: str, input_shape: tuple[int, ...], hidden: int) -> nn.Module:
-    """The feature extractor ``(B, *input_shape) -> (B, hidden)`` named by ``architecture``."""
+def build_encoder(
+    architecture: str, input_shape: tuple[int, ...], hidden: int, conv_width: int = 32
+) -> nn.Module:
+    """The feature extractor ``(B, *input_shape) -> (B, hidden)`` named by ``architecture``
+    (``conv_width``: channels of the first convolution of ``'conv'``)."""
     if architecture == "conv":
         _check_conv_shape(input_shape)
-        return ConvEncoder(input_shape, hidden)
+        return ConvEncoder(input_shape, hidden, conv_width)
     return MLPEncoder(input_shape, hidden)
 
 
 def build_decoder(
-    architecture: str, input_shape: tuple[int, ...], latent_dim: int, hidden: int
+    architecture: str,
+    input_shape: tuple[int, ...],
+    latent_dim: int,
+    hidden: int,
+    conv_width: int = 32,
 ) -> nn.Module:
-    """The generator ``(B, d) -> (B, *input_shape)`` (pre-activations) of ``architecture``."""
+    """The generator ``(B, d) -> (B, *input_shape)`` (pre-activations) of ``architecture``
+    (``conv_width``: channels of the last transposed convolution's input of ``'conv'``)."""
     if architecture == "conv":
         _check_conv_shape(input_shape)
-        return ConvDecoder(input_shape, latent_dim, hidden)
+        return ConvDecoder(input_shape, latent_dim, hidden, conv_width)
     return MLPDecoder(input_shape, latent_dim, hidden)

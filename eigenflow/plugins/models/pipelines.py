@@ -261,6 +261,9 @@ class FFVAEDigitsConfig:
     architecture: str = option(
         "mlp", validator=one_of(["mlp", "conv"]), help="'mlp' or 'conv' encoder/decoder"
     )
+    conv_width: int = option(
+        32, validator=integer(1), help="channels of the 'conv' networks (see vae's conv_width)"
+    )
     flow_kl: str = option(
         "increment",
         validator=one_of(["increment", "marginal", "prior"]),
@@ -337,6 +340,7 @@ class FFVAEDigitsPipeline(PipelineBase):
                     **model_defaults_for(train_set, model_cls),
                     "latent_dim": cfg.latent_dim,
                     "architecture": cfg.architecture,
+                    "conv_width": cfg.conv_width,
                     **extra,
                 }
                 if model_name == "ffvae":

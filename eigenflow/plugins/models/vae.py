@@ -97,6 +97,11 @@ class VAEConfig:
         "divisible by 4)",
     )
     hidden: int = option(256, validator=integer(1), help="hidden width of the networks")
+    conv_width: int = option(
+        32,
+        validator=integer(1),
+        help="channels of the 'conv' networks: width and 2 width at the two resolutions",
+    )
     likelihood: str = option(
         "bernoulli",
         validator=one_of(["bernoulli", "gaussian"]),
@@ -146,8 +151,10 @@ class VAEBase(Model):
         cfg = self.config
         self.input_shape = tuple(cfg.input_shape)
         self.latent_dim = cfg.latent_dim
-        self.encoder = build_encoder(cfg.architecture, self.input_shape, cfg.hidden)
-        self.decoder = build_decoder(cfg.architecture, self.input_shape, cfg.latent_dim, cfg.hidden)
+        self.encoder = build_encoder(cfg.architecture, self.input_shape, cfg.hidden, cfg.conv_width)
+        self.decoder = build_decoder(
+            cfg.architecture, self.input_shape, cfg.latent_dim, cfg.hidden, cfg.conv_width
+        )
         d = cfg.latent_dim
         self.head = nn.Linear(cfg.hidden, self._head_size(d))
 
