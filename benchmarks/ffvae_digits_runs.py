@@ -4,9 +4,9 @@
         --out runs/ffvae-digits --json benchmarks/results/ffvae-digits-cpu.json
 
 Each job is ``eigenflow run ffvae-digits --set "seeds=[s]" --set 'models=["m"]'`` with one
-torch thread, the table's settings (``architecture=conv``, ``steps=4000``) and then any
-further ``--set`` options (later ones win); ``--workers`` jobs run at once, the longest
-first. The per-run metrics are merged with the pipeline's own summary
+torch thread, the table's settings (``architecture=conv``, ``steps=6000``,
+``n_sequences=8000``) and then any further ``--set`` options (later ones win); ``--workers``
+jobs run at once, the longest first. The per-run metrics are merged with the pipeline's own summary
 (mean and standard deviation over seeds, the target ratios) into ``--json`` and printed as a
 Markdown table.
 """
@@ -27,7 +27,7 @@ from eigenflow.plugins.models.pipelines import _markdown, _summarise
 # longest first, so that the pool ends together
 MODELS = ("ffvae-weak", "ffvae", "vae")
 # the result table's settings (the pipeline's defaults are a short demonstration)
-TABLE_OPTIONS = ("architecture=conv", "steps=4000")
+TABLE_OPTIONS = ("architecture=conv", "steps=6000", "n_sequences=8000")
 
 
 def job_command(seed: int, model: str, out: Path, extra: list[str]) -> list[str]:

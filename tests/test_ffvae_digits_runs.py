@@ -23,7 +23,7 @@ def test_job_command_puts_the_table_settings_before_the_users(runs, tmp_path):
     command = runs.job_command(2, "ffvae", tmp_path, ["steps=10"])
     sets = [command[i + 1] for i, word in enumerate(command) if word == "--set"]
     assert sets[:2] == ["seeds=[2]", 'models=["ffvae"]']
-    assert sets.index("steps=4000") < sets.index("steps=10")  # the later one wins
+    assert sets.index("steps=6000") < sets.index("steps=10")  # the later one wins
     assert command[-3:] == ["--out", str(tmp_path), "--quiet"]
 
 
