@@ -629,6 +629,16 @@ def test_k_responsibilities_match_a_per_potential_loop_and_train_q():
     assert model.k_head.weight.grad.abs().sum() > 0
 
 
+def test_the_e_step_target_trains_only_the_sequence_classifier():
+    # with k_encoder="frames" the cross-entropy to the detached responsibilities reaches
+    # q(k|x)'s own network and nothing else, so its weight only sets how fast q follows r
+    model = _ffvae(supervision="weak", k_amortisation=100.0)
+    model.loss(torch.rand(4, 4, 5, dtype=D64))["k_match"].backward()
+    reached = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
+    assert reached == {"k_features", "k_head"}
+    assert all(p.grad.abs().sum() > 0 for p in model.k_head.parameters())
+
+
 def test_flow_kl_prior_is_the_sum_of_per_frame_kls_to_the_exact_diffusion_prior():
     model = _ffvae(flow_kl="prior", diffusion=0.2)
     x = torch.rand(4, 4, 5, dtype=D64)

@@ -233,10 +233,11 @@ class FFVAEDigitsConfig:
     of the same sequences. ``T = 9`` follows seed 004 (Table 10); the transformation ranges keep
     the dataset's per-frame steps over the longer sequence. The defaults are a demonstration of
     a few minutes on a CPU (one seed, MLP networks, 1000 steps); the result table of
-    docs/generative.rst uses three seeds, ``architecture="conv"`` and ``steps=4000``
-    (``benchmarks/ffvae_digits_runs.py``, 13 to 27 minutes per model on one core). The
-    test-time ``k_inference="responsibilities"`` of the weakly supervised model is
-    eigenflow's choice (docs/generative.rst gives the measurements behind it).
+    docs/generative.rst uses three seeds, ``architecture="conv"``, ``steps=6000`` and
+    ``n_sequences=8000`` (``benchmarks/ffvae_digits_runs.py``, 16 to 30 minutes per model
+    on one core). ``k_amortisation=10`` and the test-time
+    ``k_inference="responsibilities"`` of the weakly supervised model are eigenflow's
+    choices (docs/generative.rst gives the measurements behind them).
     """
 
     seeds: list = option(
@@ -271,9 +272,10 @@ class FFVAEDigitsConfig:
         "optimise per-frame ELBOs like the VAE",
     )
     k_amortisation: float = option(
-        1.0,
+        10.0,
         validator=floating(0.0),
-        help="weight of the E-step target of q(k|x) for the weakly supervised ffvae",
+        help="weight of the E-step target of q(k|x) for the weakly supervised ffvae (it "
+        "trains q's own network only; docs/generative.rst gives the measurements behind 10)",
     )
     k_inference: str = option(
         "responsibilities",
