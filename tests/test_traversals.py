@@ -9,6 +9,7 @@ from torch import nn
 
 import eigenflow as ef
 from eigenflow.core.metric_tensor import hvp_operator, metric_by_backprop, metric_by_jacobian
+from eigenflow.core.spectral import canonical_signs
 
 D, P = 6, 9
 
@@ -75,6 +76,29 @@ def test_jacobian_path_keeps_sign_continuity_on_nonlinear_generator():
     steps = path[1:] - path[:-1]
     cos = (steps[1:] * steps[:-1]).sum(-1)
     assert path.shape == (13, 3, 8) and torch.all(cos > 0)
+
+
+def test_jacobian_path_does_not_depend_on_the_eigensolvers_sign(monkeypatch):
+    # cuSOLVER and LAPACK return eigenvectors of either sign: the first step fixes it
+    G = small_generator()
+    jp = ef.create("traversal", "jacobian-path", method="exact", alpha=0.05).fit(G)
+    z0 = torch.randn(3, 8, dtype=torch.float64)
+    path = jp.traverse(z0, k=1, steps=4)
+    found = type(jp).local_directions
+
+    def flipped(self, z, k, start=None):
+        values, vectors = found(self, z, k, start)
+        return values, -vectors
+
+    monkeypatch.setattr(type(jp), "local_directions", flipped)
+    torch.testing.assert_close(jp.traverse(z0, k=1, steps=4), path, rtol=0, atol=0)
+
+
+def test_canonical_signs_make_the_largest_entry_positive():
+    V = torch.tensor([[0.6, -0.1], [-0.8, 0.2], [0.0, -0.9]], dtype=torch.float64)
+    expected = torch.tensor([[-0.6, 0.1], [0.8, -0.2], [0.0, 0.9]], dtype=torch.float64)
+    torch.testing.assert_close(canonical_signs(V), expected, rtol=0, atol=0)
+    torch.testing.assert_close(canonical_signs(-V), expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("hvp", ["backward", "forward", "finite-difference"])

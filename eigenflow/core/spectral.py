@@ -116,6 +116,19 @@ def eigh_with_rule(
     return eigh_autograd(torch.linalg.eigh, A, rule)
 
 
+def canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
+    """Flip each eigenvector (column) of ``vectors (..., d, k)`` so that its entry of largest
+    magnitude is positive (the first such entry on ties).
+
+    An eigenvector's sign is arbitrary and LAPACK, cuSOLVER and iterative methods choose
+    differently; this makes results that follow a direction (paths, traversals) the same on
+    every device.
+    """
+    index = vectors.abs().argmax(dim=-2, keepdim=True)  # (..., 1, k)
+    sign = torch.sign(torch.gather(vectors, -2, index))
+    return vectors * torch.where(sign == 0, torch.ones_like(sign), sign)
+
+
 def eigenvalue_floor(L: torch.Tensor, eps: float) -> torch.Tensor:
     """Clamp eigenvalues ``(..., n)`` below ``eps * max(|lambda_max|, tiny)`` of each matrix.
 

@@ -14,6 +14,7 @@ from ...core.config import config, floating, integer, one_of, option
 from ...core.jacobian import normal_jacobian_mv
 from ...core.krylov import subspace_iteration
 from ...core.metric_tensor import metric_by_jacobian
+from ...core.spectral import canonical_signs
 from .common import check_index, check_latents, require_fitted
 
 __all__ = ["JacobianPath", "JacobianPathConfig"]
@@ -101,6 +102,8 @@ class JacobianPath(Traversal):
         for _ in range(steps):
             _, vectors = self.local_directions(z, k + 1, start=vectors)
             w = vectors[:, :, k]
+            if w_prev is None:  # the first step's sign is the eigensolver's: fix it
+                w = canonical_signs(w.unsqueeze(-1)).squeeze(-1)
             if w_prev is not None:
                 # Alg. 1 lines 9-12: no backtracking, then decay
                 flip = (w * w_prev).sum(-1, keepdim=True) < 0
