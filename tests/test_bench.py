@@ -9,6 +9,7 @@ import io
 import json
 import math
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -625,8 +626,9 @@ def test_cuda_graph_mode():
         if r["status"] == "ok":
             assert r["fwdbwd_ms"] > 0 and r["repeats"] == 3
             assert r["bwd_ms"] == pytest.approx(r["fwdbwd_ms"] - r["fwd_ms"])
-            if r["solver"] != "square":
-                assert r["rel_err"] < 1e-4
+            if r["solver"] != "square":  # the replay computes what the eager call does
+                twin = next(e for e in eager if (e["solver"], e["op"]) == (r["solver"], r["op"]))
+                assert r["rel_err"] == pytest.approx(twin["rel_err"], rel=1e-3, abs=1e-6), r
         else:
             assert "CUDA graph" in r["message"]
     (square_row,) = [r for r in graph if r["solver"] == "square"]
@@ -638,3 +640,17 @@ def test_cuda_graph_mode():
     assert peer and all(r["status"] == "skipped" for r in peer)
     # the device still works after failed captures
     assert torch.ones(2, device="cuda").sum().item() == 2.0
+
+
+def test_peers_that_sync_with_the_host_are_not_captured():
+    # a failed capture can break the CUDA generator for the rest of the process: never try
+    calls = []
+    peers = [c for c in bench.select_contenders(["svd"]) if c.is_peer]
+    assert {c.label for c in peers} == {bench.EIGH_PEER, bench.SVD_PEER}
+    for peer in peers:
+        traced = attrs.evolve(peer, call=lambda op, A: calls.append(op))
+        row = bench._new_row(traced, "eigh", "cuda", "float32", 2, 4, 10.0, bench.GRAPH)
+        bench._measure_point_graph(traced, row, "eigh", torch.eye(4)[None], (), None)
+        assert row["status"] == "skipped" and "not attempted" in row["message"]
+        assert row["fwdbwd_ms"] is None
+    assert calls == []
