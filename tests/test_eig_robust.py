@@ -478,10 +478,10 @@ def test_configs_validate():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ROBUST)
 def test_cuda_matches_cpu(name):
-    A = _separated_spd(8, 3, seed=30)
+    A = _separated_spd(6, 3, seed=30)  # the size of the hard inputs
     hard = _hard_inputs(F64)
     batch = torch.cat([A, hard["identity"], hard["rank-deficient"]])
-    G = torch.randn(8, 8, dtype=F64, generator=_gen(31))
+    G = torch.randn(6, 6, dtype=F64, generator=_gen(31))
     loss = lambda s, X: (s.sqrt(X) * G.to(X.device)).sum()  # noqa: E731
     solver = ef.create("solver", name)
     cpu = _grad(solver, batch, loss)
