@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine: install eigenflow over the machine's own torch, run the tests
+# marked `cuda` (one pytest process per file: a failed CUDA-graph capture can break the CUDA
+# generator for the rest of a process), then the GPU measurements of issues 3, 5 and 6.
+# Results go under $OUT (logs and one tarball), so that they come back from the device tool.
+#   bash benchmarks/gpu_check.sh [tests|bench|all]      (OUT defaults to ./gpu-out)
+set -u
+WHAT="${1:-all}"
+OUT="${OUT:-gpu-out}"
+RES=/tmp/eigenflow-gpu
+mkdir -p "$OUT" "$RES"
+export PYTHONUNBUFFERED=1
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
+} > "$OUT/env.txt" 2>&1
+python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . > "$RES/install.log" 2>&1 \
+  || { cat "$RES/install.log" >> "$OUT/env.txt"; exit 1; }
+
+if [ "$WHAT" != bench ]; then
+  for f in $(grep -l "mark.cuda" tests/test_*.py); do
+    echo "=== $f" >> "$OUT/cuda-tests.log"
+    timeout 120 python3 -m pytest -q -m cuda -p no:cacheprovider -rf "$f" >> "$OUT/cuda-tests.log" 2>&1
+    echo "$f rc=$?" >> "$OUT/env.txt"
+  done
+fi
+
+if [ "$WHAT" != tests ]; then
+  # issue 3: forward+backward of sqrt, 64 x 64 x 64 and 1024 x 48 x 48, against eigh and ns
+  timeout 150 eigenflow bench --device cuda --dtype float32 --ops sqrt --batch 64,1024 \
+    --size 48,64 --solvers 'mpa-lya,ns' --cuda-graph --repeats 20 --no-plots --quiet \
+    --max-time 5 --out "$RES/issue3" > "$RES/issue3.log" 2>&1
+  echo "issue3 rc=$?" >> "$OUT/env.txt"
+  # issue 5: batched eigh against torch.linalg.eigh
+  timeout 120 python3 benchmarks/batched_ed_bench.py --device cuda --sizes 8,16,32,48,64 \
+    --batches 64,1024,4096 --quiet --max-seconds 2 --out "$RES/issue5" > "$RES/issue5.log" 2>&1
+  echo "issue5 rc=$?" >> "$OUT/env.txt"
+  # issue 6: Householder product against householder_product, d = 512
+  timeout 90 python3 benchmarks/constraints_bench.py --device cuda --skip-steps \
+    --out "$RES/issue6.json" > "$RES/issue6.log" 2>&1
+  echo "issue6 rc=$?" >> "$OUT/env.txt"
+fi
+
+tar -czf "$OUT/results.tgz" -C "$RES" .
+grep -E "passed|failed|^FAILED" "$OUT/cuda-tests.log" 2>/dev/null; cat "$OUT/env.txt"
