@@ -234,7 +234,7 @@ class FFVAEDigitsConfig:
     the dataset's per-frame steps over the longer sequence. The defaults are a demonstration of
     a few minutes on a CPU (one seed, MLP networks, 1000 steps); the result table of
     docs/generative.rst uses three seeds, ``architecture="conv"``, ``steps=6000`` and
-    ``n_sequences=8000`` (``benchmarks/ffvae_digits_runs.py``, 16 to 30 minutes per model
+    ``n_sequences=8000`` (``benchmarks/ffvae_digits_runs.py``, 15 to 30 minutes per model
     on one core). ``k_amortisation=10`` and the test-time
     ``k_inference="responsibilities"`` of the weakly supervised model are eigenflow's
     choices (docs/generative.rst gives the measurements behind them).
