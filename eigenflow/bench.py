@@ -344,6 +344,12 @@ def _peer_svd(op: str, A: torch.Tensor) -> Any:
     return S.flip(-1), U.flip(-1)
 
 
+# A failed capture can leave the process's CUDA generator and stream unusable (seen on an
+# H200, torch 2.11: every later capture failed and torch.randn raised "Offset increment outside
+# graph capture"), so the peers known to synchronise with the host are not attempted.
+_CUSOLVER = "cuSOLVER's eigh and svd check their result on the host; capture not attempted"
+
+
 @attrs.frozen
 class Contender:
     """One timed method: a peer or a configured registered solver.
@@ -747,12 +753,6 @@ def _measure_point_eager(
                 runs.remove(run)
     for run in runs:
         run.finish()
-
-
-# A failed capture can leave the process's CUDA generator and stream unusable (seen on an
-# H200, torch 2.11: every later capture failed and torch.randn raised "Offset increment outside
-# graph capture"), so the peers known to synchronise with the host are not attempted.
-_CUSOLVER = "cuSOLVER's eigh and svd check their result on the host; capture not attempted"
 
 
 def _measure_point_graph(

@@ -104,7 +104,7 @@ class JacobianPath(Traversal):
             w = vectors[:, :, k]
             if w_prev is None:  # the first step's sign is the eigensolver's: fix it
                 w = canonical_signs(w.unsqueeze(-1)).squeeze(-1)
-            if w_prev is not None:
+            else:
                 # Alg. 1 lines 9-12: no backtracking, then decay
                 flip = (w * w_prev).sum(-1, keepdim=True) < 0
                 w = torch.where(flip, -w, w)
