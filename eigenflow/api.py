@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,18 +55,42 @@ def create(kind: str, name: str, /, **options: Any) -> Any:
 
 
 _solver_cache: dict[tuple[str, tuple], Any] = {}
+# The cached solvers again, as attributes of a module object named by _build_solver: a traced
+# function reads each attribute when it needs it, so a solver built later in the same trace
+# is found (a traced read of the dict would freeze its contents at the first look-up).
+_solver_slots = types.ModuleType("eigenflow._solver_slots")
+
+
+def _run_at_trace_time(fn: Any) -> Any:
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` (and
+    with it Triton) when eigenflow is imported: the same marker, which dynamo reads when it
+    meets the call (a test checks that torch still uses it)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_run_at_trace_time
+def _build_solver(method: str, key: tuple) -> str:
+    """Build solver ``key`` into the cache (once) and return its slot's name.
+
+    Under ``torch.compile`` this runs eagerly at trace time instead of being traced
+    (registry discovery takes a lock and imports plugins; configs derive coefficients in
+    exact arithmetic); the traced code then reads the slot without a lock.
+    """
+    if key not in _solver_cache:
+        _solver_cache[key] = create("solver", method, **dict(key[1]))
+        setattr(_solver_slots, f"s{len(_solver_cache)}", _solver_cache[key])
+    slot = next(f"s{i + 1}" for i, k in enumerate(_solver_cache) if k == key)
+    return slot
 
 
 def _solver(method: str, options: dict[str, Any]) -> Any:
     try:
         key = (method, tuple(sorted(options.items())))
         hash(key)
-    except TypeError:  # unhashable option values: build afresh
+    except TypeError:  # unhashable option values: build afresh (not cached, not traceable)
         return create("solver", method, **options)
-    solver = _solver_cache.get(key)
-    if solver is None:
-        solver = _solver_cache[key] = create("solver", method, **options)
-    return solver
+    return getattr(_solver_slots, _build_solver(method, key))
 
 
 def matrix_sqrt(

@@ -210,14 +210,20 @@ class RationalApproximant:
     def coefficient_table(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """``(4, d + 1)`` table of the coefficients of ``P_x, Q_x, P_y, Q_y`` (zero padded),
         cached per dtype and device."""
+        if torch.compiler.is_compiling():
+            # a constant of the traced graph (the cache would be a side effect, which the
+            # autograd.Function backward calling this may not have)
+            return torch.tensor(self._table_rows(), dtype=dtype, device=device)
         key = (dtype, device)
         cache = self._tables
         if key not in cache:
-            polys = (self.p_x, self.q_x, self.p_y, self.q_y)
-            width = max(len(c) for c in polys)
-            rows = [list(c) + [0.0] * (width - len(c)) for c in polys]
-            cache[key] = torch.tensor(rows, dtype=dtype, device=device)
+            cache[key] = torch.tensor(self._table_rows(), dtype=dtype, device=device)
         return cache[key]
+
+    def _table_rows(self) -> list[list[float]]:
+        polys = (self.p_x, self.q_x, self.p_y, self.q_y)
+        width = max(len(c) for c in polys)
+        return [list(c) + [0.0] * (width - len(c)) for c in polys]
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``r(x)`` for ``x`` in ``[0, 1]``; pass ``y = 1 - x`` when it is known more

@@ -468,13 +468,15 @@ class MPALyaSolver(_MatFnSolver):
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
+        # Derived once, in exact arithmetic, outside any traced region (torch.compile).
+        p, q = pade_coefficients(*self.config.degree)
+        self._coefficients = (1.0, *(-c for c in p)), (1.0, *(-c for c in q))
         if self.config.solve == "cholesky":
             self._check_cholesky_applies()
 
     def _polynomial_coefficients(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Ascending coefficients of ``P_M`` and ``Q_N`` (Eq. 2.10)."""
-        p, q = pade_coefficients(*self.config.degree)
-        return (1.0, *(-c for c in p)), (1.0, *(-c for c in q))
+        return self._coefficients
 
     def _check_cholesky_applies(self) -> None:
         lo, hi = _z_interval(self.config.scaling)
@@ -523,14 +525,20 @@ class MTPLyaSolver(_MatFnSolver):
     # Measured max 7.7e-2 (cond <= 10, n <= 64, both dtypes).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-1, torch.float64: 1e-1}
 
-    def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
+    def __init__(self, config: Any = None, **options: Any):
+        super().__init__(config, **options)
+        # Derived once, in exact arithmetic, outside any traced region (torch.compile).
         K = self.config.degree
+        self._root_coefficients = taylor_coefficients(0.5, K)
+        self._inv_coefficients = taylor_coefficients(-0.5, K)
+
+    def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         Z, s = _normalised(A, self.config.scaling)
         root = inv = None
         if want in (SQRT, BOTH):
-            root = matrix_horner(Z, taylor_coefficients(0.5, K)) * s.sqrt()
+            root = matrix_horner(Z, self._root_coefficients) * s.sqrt()
         if want in (INVSQRT, BOTH):
-            inv = matrix_horner(Z, taylor_coefficients(-0.5, K)) * s.rsqrt()
+            inv = matrix_horner(Z, self._inv_coefficients) * s.rsqrt()
         return root, inv, None, None
 
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 
 from ...core.config import config, floating, integer, option, optional
-from ...core.gradient_rules import pade_rule
+from ...core.gradient_rules import PadeRule
 from .base import EighSolver, eps_option
 
 __all__ = ["SVDPadeConfig", "SVDPadeSolver"]
@@ -58,6 +58,10 @@ class SVDPadeSolver(EighSolver):
     robust_gradient: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
 
-    def gradient_rule(self, L: torch.Tensor) -> torch.Tensor:
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
         c = self.config
-        return pade_rule(L, degree=c.degree, bound=c.bound, eps=c.eps)
+        self._pade = PadeRule(c.degree, c.bound, c.eps)  # exact arithmetic, outside any trace
+
+    def gradient_rule(self, L: torch.Tensor) -> torch.Tensor:
+        return self._pade(L)
