@@ -34,6 +34,11 @@ class Solver(Component):
     ``forward_rtol``
         Relative Frobenius error of ``sqrt`` on well-conditioned SPD matrices (condition
         number <= 10), per dtype, at the default config.
+    ``trace_blocker``
+        ``None`` when every method, forward and backward, traces whole under
+        ``torch.compile(fullgraph=True)`` with ``check=False`` (no host synchronisation, no
+        branch on a tensor's value); otherwise why not. Either way the solver compiles (with
+        graph breaks where it declares them) and gives the eager gradients.
     """
 
     kind = "solver"
@@ -41,6 +46,7 @@ class Solver(Component):
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = False
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-10}
+    trace_blocker: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None, **options: Any):
         self.config = self.make_config(config, options)
@@ -49,19 +55,19 @@ class Solver(Component):
 
     def sqrt(self, A: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """Matrix square root ``A^(1/2)`` of symmetric PSD ``A`` of shape ``(..., n, n)``."""
-        flat, shape = self._prepare(A, check)
+        flat, shape = self._prepare(A, check, psd=True)
         return self._sqrt(flat).reshape(shape)
 
     def invsqrt(self, A: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """Inverse square root ``A^(-1/2)`` of symmetric positive-definite ``A``."""
-        flat, shape = self._prepare(A, check)
+        flat, shape = self._prepare(A, check, psd=True)
         return self._invsqrt(flat).reshape(shape)
 
     def sqrt_invsqrt(
         self, A: torch.Tensor, *, check: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both ``A^(1/2)`` and ``A^(-1/2)`` (cheaper than two calls for most solvers)."""
-        flat, shape = self._prepare(A, check)
+        flat, shape = self._prepare(A, check, psd=True)
         root, inv_root = self._sqrt_invsqrt(flat)
         return root.reshape(shape), inv_root.reshape(shape)
 
@@ -93,9 +99,14 @@ class Solver(Component):
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _prepare(A: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Size]:
+    def _prepare(
+        A: torch.Tensor, check: bool, psd: bool = False
+    ) -> tuple[torch.Tensor, torch.Size]:
+        """Validate ``A`` (``check``: finite, symmetric and, with ``psd``, positive
+        semidefinite; see :mod:`eigenflow.core.checks` for eager and compiled behaviour) and
+        flatten its batch dimensions to ``(B, n, n)``."""
         if check:
-            check_symmetric(A, "A")
+            check_symmetric(A, "A", psd=psd)
         n = A.shape[-1]
         return A.reshape(-1, n, n), A.shape
 

@@ -13,8 +13,10 @@ from .conformance import (
     TraversalConformance,
 )
 from .matrices import random_orthogonal, random_spd, reference_sqrt_invsqrt, spd_from_eigenvalues
+from .sync import SYNCING_OPERATORS, record_host_syncs
 
 __all__ = [
+    "SYNCING_OPERATORS",
     "ComponentConformance",
     "ConstraintConformance",
     "DatasetConformance",
@@ -26,6 +28,7 @@ __all__ = [
     "TraversalConformance",
     "random_orthogonal",
     "random_spd",
+    "record_host_syncs",
     "reference_sqrt_invsqrt",
     "spd_from_eigenvalues",
 ]

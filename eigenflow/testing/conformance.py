@@ -14,7 +14,8 @@ does this, so a new plugin is tested the moment it registers).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -28,6 +29,7 @@ from ..core.config import describe_config
 from ..core.errors import ConfigError, InputError, NotSupportedError
 from ..core.solver import Solver
 from .matrices import random_spd, reference_sqrt_invsqrt, spd_from_eigenvalues
+from .sync import record_host_syncs
 
 __all__ = [
     "ComponentConformance",
@@ -187,6 +189,125 @@ class SolverConformance(ComponentConformance):
                 root, inv = solver.sqrt_invsqrt(X)
                 (root.square().sum() + inv.sum()).backward()
                 assert torch.isfinite(X.grad).all()
+
+    # ------------------------------------------------------------------ torch.compile
+
+    #: Upper bound on compiling and running one solver's forward+backward (a hang detector:
+    #: tracing must never enter exact-arithmetic set-up code; issue 20).
+    compile_seconds: ClassVar[float] = 30.0
+
+    @staticmethod
+    def _every_op_loss(solver: Solver, check: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A scalar touching every method of ``solver`` (sqrt, invsqrt, sqrt_invsqrt, eigh when
+        provided) with fixed weights, so each backward contributes."""
+        gen = torch.Generator().manual_seed(11)
+        W = torch.randn(4, 6, 6, dtype=torch.float64, generator=gen)
+
+        def loss(A: torch.Tensor) -> torch.Tensor:
+            w = W.to(A.dtype)
+            total = (solver.sqrt(A, check=check) * w[0]).sum()
+            total = total + (solver.invsqrt(A, check=check) * w[1]).sum()
+            root, inv = solver.sqrt_invsqrt(A, check=check)
+            total = total + (root * w[2]).sum() + (inv * w[3]).sum()
+            if solver.provides_eigh:
+                L, V = solver.eigh(A, check=check)
+                total = total + L.square().sum() + (V * w[0]).square().sum()
+            return total
+
+        return loss
+
+    def test_compiles_forward_and_backward(self, solver: Solver) -> None:
+        """``torch.compile`` (backend ``aot_eager``, which traces the backward too) of every
+        method on a gradient-requiring batch: whole-graph (``fullgraph=True``) unless the solver
+        declares a ``trace_blocker``; done within :attr:`compile_seconds`; the compiled
+        gradient equals the eager one to 1e-6 relative."""
+        torch._dynamo.reset()
+        A = random_spd(6, 2, 2, cond=20.0, seed=12)
+        loss = self._every_op_loss(solver, check=False)
+        X = A.clone().requires_grad_()
+        (eager,) = torch.autograd.grad(loss(X), X)
+        fullgraph = solver.trace_blocker is None
+        start = time.perf_counter()
+        compiled = torch.compile(loss, backend="aot_eager", fullgraph=fullgraph)
+        (traced,) = torch.autograd.grad(compiled(X), X)
+        seconds = time.perf_counter() - start
+        assert seconds < self.compile_seconds, f"compiling took {seconds:.1f} s"
+        rel = float(torch.linalg.vector_norm(traced - eager) / torch.linalg.vector_norm(eager))
+        assert rel < 1e-6, f"compiled gradient differs from eager by {rel:.2e} (relative)"
+
+    def test_no_host_sync_in_forward_and_backward(self, solver: Solver) -> None:
+        """With ``check=False`` no method, forward or backward, reads a value on the host or
+        runs a value-sized operator (:func:`eigenflow.testing.record_host_syncs`), unless the
+        solver declares a ``trace_blocker``."""
+        A = random_spd(6, 2, 2, cond=20.0, seed=12).requires_grad_()
+        with record_host_syncs() as found:
+            self._every_op_loss(solver, check=False)(A).backward()
+        if solver.trace_blocker is None:
+            assert not found, f"host synchronisation in the hot path: {sorted(set(found))}"
+
+    def test_trace_blocker_is_declared_truthfully(self, solver: Solver) -> None:
+        """A declared ``trace_blocker`` is real: ``fullgraph=True`` fails on it. (Solvers without
+        one are traced whole by :meth:`test_compiles_forward_and_backward`.)"""
+        if solver.trace_blocker is None:
+            return
+        torch._dynamo.reset()
+        A = random_spd(6, 2, cond=20.0, seed=13)
+        compiled = torch.compile(
+            self._every_op_loss(solver, check=False), backend="aot_eager", fullgraph=True
+        )
+        with pytest.raises(Exception):  # noqa: B017 - any dynamo failure counts
+            compiled(A)
+
+    def test_checks_trace_and_raise_under_compile(self, solver: Solver) -> None:
+        """With ``check=True`` the input checks run on the device under ``torch.compile``: a
+        valid batch gives the eager result, a non-PSD one raises eigenflow's message."""
+        torch._dynamo.reset()
+        fullgraph = solver.trace_blocker is None
+        compiled = torch.compile(
+            lambda A: solver.sqrt(A, check=True), backend="aot_eager", fullgraph=fullgraph
+        )
+        A = random_spd(5, 2, cond=10.0, seed=14)
+        torch.testing.assert_close(compiled(A), solver.sqrt(A), rtol=1e-9, atol=1e-12)
+        bad = A.clone()
+        bad[1] = -bad[1]
+        with pytest.raises(RuntimeError, match="eigenflow InputError: A: expected positive"):
+            compiled(bad)
+
+    # ------------------------------------------------------------------ definiteness
+
+    @pytest.mark.parametrize(
+        "make",
+        [
+            lambda: torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64)),
+            lambda: -2.0 * torch.eye(3, dtype=torch.float64),
+            lambda: random_spd(6, 2, cond=10.0, seed=15) - 2.0 * torch.eye(6, dtype=torch.float64),
+        ],
+        ids=["indefinite-2x2", "negative-definite", "shifted-batch"],
+    )
+    def test_non_psd_input_is_a_clear_error(self, solver: Solver, make: Any) -> None:
+        """sqrt/invsqrt/sqrt_invsqrt refuse matrices with a clearly negative eigenvalue, naming
+        ``A`` and the smallest eigenvalue (computed independently here by ``eigvalsh``)."""
+        A = make()
+        lowest = float(torch.linalg.eigvalsh(A).min())
+        for method in (solver.sqrt, solver.invsqrt, solver.sqrt_invsqrt):
+            with pytest.raises(InputError) as info:
+                method(A)
+            message = str(info.value)
+            assert message.startswith("A: expected positive semidefinite")
+            assert f"{lowest:.4g}" in message, message
+
+    def test_psd_boundary_is_accepted(self, solver: Solver) -> None:
+        """Singular PSD input (rank-deficient covariance, zero matrix) passes the check and,
+        with rounding-level negative eigenvalues, still does."""
+        gen = torch.Generator().manual_seed(16)
+        X = torch.randn(2, 8, 3, dtype=torch.float64, generator=gen)
+        A = torch.cat([X @ X.mT, torch.zeros(1, 8, 8, dtype=torch.float64)])
+        for dtype in DTYPES:
+            root = solver.sqrt(A.to(dtype))
+            assert torch.isfinite(root).all()
+        if solver.provides_eigh:
+            L, _ = solver.eigh(-A)  # eigh has no definiteness requirement
+            assert torch.isfinite(L).all()
 
 
 class LayerConformance(ComponentConformance):

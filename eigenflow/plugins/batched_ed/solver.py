@@ -9,7 +9,7 @@ import torch
 
 from ...core.config import config, floating, integer, one_of, option, optional
 from ...core.errors import ConvergenceError, ConvergenceWarning, EigenflowWarning, NotSupportedError
-from ...core.gradient_rules import pade_rule
+from ...core.gradient_rules import PadeRule
 from ...core.spectral import GradientRule, eigh_autograd, exact_rule
 from ..eig.base import EighSolver, eps_option
 from . import torch_impl
@@ -111,12 +111,20 @@ class BatchedEDSolver(EighSolver):
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
+    trace_blocker: ClassVar[str | None] = (
+        "the PyTorch implementation reads the active block range of the QR sweeps on the host "
+        "once per sweep (it stops when every matrix has converged), and on_failure "
+        "'warn'/'raise' counts the unconverged matrices on the host"
+    )
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
         self.last_converged: torch.Tensor | None = None
         self.last_qr_steps: int | None = None
         self._batch_shape: torch.Size = torch.Size()
+        c = self.config
+        # exact arithmetic at configuration time, never inside a traced region
+        self._pade = PadeRule(c.pade_degree, c.pade_bound, c.eps) if c.backward == "pade" else None
 
     # ------------------------------------------------------------------ backward rule
 
@@ -125,7 +133,7 @@ class BatchedEDSolver(EighSolver):
         c = self.config
         if c.backward == "exact":
             return exact_rule(L)
-        return pade_rule(L, degree=c.pade_degree, bound=c.pade_bound, eps=c.eps)
+        return self._pade(L)
 
     def _rule(self) -> GradientRule:
         return self.gradient_rule
@@ -193,8 +201,10 @@ class BatchedEDSolver(EighSolver):
     def _decompose(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return eigh_autograd(self._forward, A, self._rule())
 
-    def _prepare(self, A: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Size]:
-        flat, shape = super()._prepare(A, check)
+    def _prepare(
+        self, A: torch.Tensor, check: bool, psd: bool = False
+    ) -> tuple[torch.Tensor, torch.Size]:
+        flat, shape = super()._prepare(A, check, psd)
         self._batch_shape = shape[:-2]
         return flat, shape
 

@@ -1,0 +1,209 @@
+"""torch.compile: solvers, the functional API and the input checks inside traced code.
+
+Every registered solver's compile check runs in the conformance suite
+(``SolverConformance.test_compiles_forward_and_backward``); these tests cover the API entry
+points, the reproducer of issue 20, the device-side checks, and show that the whole-graph check
+can fail.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import eigenflow as ef
+from eigenflow.api import _run_at_trace_time
+from eigenflow.core.checks import check_symmetric, psd_tolerance
+from eigenflow.core.errors import InputError
+from eigenflow.core.solver import Solver
+from eigenflow.testing import SolverConformance, random_spd, spd_from_eigenvalues
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+def test_svd_pade_compiles_on_gradient_requiring_input() -> None:
+    """Issue 20's reproducer: it hung in tracing the exact Padé derivation."""
+    torch._dynamo.reset()
+    s = ef.create("solver", "svd-pade")
+    X = torch.randn(4, 8, 20, generator=torch.Generator().manual_seed(0))
+    A = X @ X.mT / 20
+    f = torch.compile(lambda M: s.sqrt(M, check=False).square().sum(), backend="eager")
+    leaf = A.clone().requires_grad_(True)
+    start = time.perf_counter()
+    (traced,) = torch.autograd.grad(f(leaf), leaf)
+    assert time.perf_counter() - start < 30.0
+    (eager,) = torch.autograd.grad(s.sqrt(leaf, check=False).square().sum(), leaf)
+    assert _rel(traced, eager) < 1e-6
+
+
+def test_api_functions_trace_in_a_fresh_process() -> None:
+    """``ef.matrix_sqrt``/``matrix_invsqrt``/``eigh`` inside a compiled function, in a process
+    whose registry is not yet discovered and whose solvers are not yet built (discovery takes a
+    lock; building derives Padé coefficients), with ``fullgraph=True``."""
+    script = textwrap.dedent(
+        """
+        import torch, eigenflow as ef
+        X = torch.randn(3, 6, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        A = (X @ X.mT / 12).requires_grad_()
+        def f(M):
+            r = ef.matrix_sqrt(M, method="mpa-lya", check=False)
+            i = ef.matrix_invsqrt(M, method="svd-pade", check=False, degree=40)
+            L, _ = ef.eigh(M, method="svd-pade", check=False, degree=40)
+            return r.sum() + i.sum() + L.sum()
+        g_c, = torch.autograd.grad(torch.compile(f, backend="aot_eager", fullgraph=True)(A), A)
+        g_e, = torch.autograd.grad(f(A), A)
+        print(float((g_c - g_e).norm() / g_e.norm()))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-6
+
+
+def test_trace_time_marker_is_torchs() -> None:
+    """eigenflow marks its solver look-up the way ``torch.compiler.assume_constant_result``
+    does (without importing dynamo at import time); fails if torch changes the marker."""
+
+    def reference() -> int:
+        return 0
+
+    def ours() -> int:
+        return 0
+
+    marked = torch.compiler.assume_constant_result(reference)
+    ours = _run_at_trace_time(ours)
+    theirs = {k: v for k, v in vars(marked).items() if not k.startswith("__")}
+    assert theirs and theirs == {k: v for k, v in vars(ours).items() if not k.startswith("__")}
+
+
+class _SyncingSolver(Solver):
+    """A solver whose forward reads a value on the host (what the whole-graph check catches)."""
+
+    class Config:  # not an attrs class: this solver is never registered
+        pass
+
+    def __init__(self) -> None:
+        self.config = None
+
+    def _sqrt_invsqrt(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = A.diagonal(dim1=-2, dim2=-1).mean().item()  # host synchronisation
+        L, V = torch.linalg.eigh(A / scale)
+        root = (V * L.clamp_min(0).sqrt().unsqueeze(-2)) @ V.mT
+        inv = (V * L.clamp_min(1e-12).rsqrt().unsqueeze(-2)) @ V.mT
+        return root * scale**0.5, inv * scale**-0.5
+
+
+def test_sync_check_catches_a_host_sync() -> None:
+    """The conformance check that every solver passes fails on a ``.item()`` in a forward."""
+    with pytest.raises(AssertionError, match="_local_scalar_dense"):
+        SolverConformance().test_no_host_sync_in_forward_and_backward(_SyncingSolver())
+
+
+class _BranchingSolver(_SyncingSolver):
+    """A solver that branches on a tensor's value (what whole-graph tracing catches)."""
+
+    def _sqrt_invsqrt(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if (A.diagonal(dim1=-2, dim2=-1) > 0).all():
+            A = A * 1.0
+        return super()._sqrt_invsqrt(A.detach() + 0.0 * A)
+
+
+def test_whole_graph_check_catches_a_value_branch() -> None:
+    with pytest.raises(Exception, match=r"data-dependent|Data-dependent|branch|Unsupported"):
+        SolverConformance().test_compiles_forward_and_backward(_BranchingSolver())
+
+
+def test_record_host_syncs_sees_item_and_value_sized_ops() -> None:
+    from eigenflow.testing import record_host_syncs
+
+    x = torch.tensor([0.0, 2.0, 0.0, 3.0])
+    with record_host_syncs() as found:
+        x.sum().item()
+        x.nonzero()
+        x[x > 1]
+        x * 2
+        x[torch.tensor([0, 3])] * 2  # integer indexing does not synchronise
+    assert found == ["_local_scalar_dense", "nonzero", "index (boolean mask)"]
+
+
+# --------------------------------------------------------------------------- device checks
+
+
+def _with_lowest(relative: float, n: int = 6) -> torch.Tensor:
+    """SPD-like matrix whose smallest eigenvalue is ``relative * ||A||_F`` (exactly)."""
+    eig = torch.linspace(1.0, 3.0, n, dtype=torch.float64)
+    eig[0] = 0.0
+    A = spd_from_eigenvalues(eig[None], generator=torch.Generator().manual_seed(3))
+    norm = torch.linalg.matrix_norm(A)
+    return A + relative * norm * torch.eye(n, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_psd_tolerance_boundary(dtype: torch.dtype) -> None:
+    """Smallest eigenvalue -t/4 ||A||_F passes; -4t ||A||_F fails (t = 100 n eps)."""
+    t = psd_tolerance(dtype, 6)
+    check_symmetric(_with_lowest(-t / 4).to(dtype), "A", psd=True)
+    with pytest.raises(InputError, match="A: expected positive semidefinite"):
+        check_symmetric(_with_lowest(-4 * t).to(dtype), "A", psd=True)
+    check_symmetric(_with_lowest(-4 * t).to(dtype), "A")  # psd not asked for
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (
+            lambda A: A.index_put(
+                (torch.tensor(0), torch.tensor(1)), torch.tensor(5.0, dtype=A.dtype)
+            ),
+            "symm",
+        ),
+        (lambda A: A * torch.tensor(float("nan")), "NaN"),
+    ],
+    ids=["asymmetric", "nan"],
+)
+def test_checks_raise_under_compile(make, fragment: str) -> None:
+    torch._dynamo.reset()
+    f = torch.compile(lambda A: ef.matrix_sqrt(A, method="ns"), backend="aot_eager", fullgraph=True)
+    A = random_spd(4, cond=5.0, seed=2)
+    torch.testing.assert_close(f(A), ef.matrix_sqrt(A, method="ns"))
+    with pytest.raises(RuntimeError, match=f"eigenflow InputError: A: .*{fragment}"):
+        f(make(A))
+
+
+def test_eager_checks_read_the_device_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eagerly, the value checks (finite, symmetric, PSD) cost one host read together."""
+    reads = []
+    original = torch.Tensor.tolist
+
+    def counting(self: torch.Tensor):
+        reads.append(self.shape)
+        return original(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", counting)
+    ef.matrix_sqrt(random_spd(5, 3, cond=5.0, seed=4), method="ns")
+    assert len(reads) == 1
+
+
+def test_shape_errors_under_compile_are_eigenflow_errors() -> None:
+    """Structural checks run at trace time: the default ``torch.compile`` (graph breaks
+    allowed) re-raises eigenflow's own ``InputError``; ``fullgraph=True`` reports it inside
+    dynamo's error with the same message."""
+    torch._dynamo.reset()
+    bad = torch.ones(3, 4, dtype=torch.float64)
+    f = torch.compile(lambda A: ef.matrix_sqrt(A, method="ns"), backend="aot_eager")
+    with pytest.raises(InputError, match="A: expected square matrices"):
+        f(bad)
+    strict = torch.compile(
+        lambda A: ef.matrix_sqrt(A, method="ns"), backend="aot_eager", fullgraph=True
+    )
+    with pytest.raises(Exception, match="A: expected square matrices"):
+        strict(bad)
