@@ -11,7 +11,54 @@ from .checks import check_symmetric
 from .component import Component
 from .errors import NotSupportedError
 
-__all__ = ["Solver"]
+__all__ = ["Solver", "first_order_only"]
+
+# Built-in solvers whose double backward is exact (named in the refusal message; core cannot
+# ask the registry, which sits above it).
+SECOND_ORDER_SOLVERS = ("svd", "svd-pade", "batched-ed", "ns", "mpa-lya", "ns-lya", "svd-lya")
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity whose backward raises when it runs with ``create_graph=True``.
+
+    ``torch.autograd.grad(..., create_graph=True)`` runs every backward with grad mode on,
+    ``create_graph=False`` with it off: :func:`torch.is_grad_enabled` inside ``backward``
+    tells them apart without reading any tensor. Under ``torch.compile`` (AOTAutograd) the
+    backward is traced once with grad mode off, so the check does not fire there; the
+    compiled gradient then refuses its own backward with PyTorch's "does not currently
+    support double backward" error, so the result is never silently wrong either.
+    """
+
+    @staticmethod
+    def forward(ctx, name, *tensors):  # type: ignore[override]
+        ctx.solver_name = name
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        if torch.is_grad_enabled():
+            raise NotSupportedError(
+                f"solver {ctx.solver_name!r} does not support second-order gradients "
+                "(a gradient taken with create_graph=True, e.g. a Hessian-vector product or a "
+                "gradient penalty): it has no exact double backward, and a gradient without its "
+                "graph would silently drop the second-order term; use a solver that "
+                "declares second_order = True, e.g. "
+                + ", ".join(repr(n) for n in SECOND_ORDER_SOLVERS)
+            )
+        return (None, *grads)
+
+
+def first_order_only(name: str, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``tensors`` unchanged (as views), with a backward that raises
+    :class:`~eigenflow.core.errors.NotSupportedError` naming solver ``name`` when it is run
+    with ``create_graph=True``.
+
+    Ordinary backward passes gradients through untouched. Nothing is wrapped (no autograd
+    node) when grad mode is off or no tensor requires grad, so inference is unaffected.
+    """
+    if not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors):
+        return tensors
+    return _FirstOrderOnly.apply(name, *tensors)
 
 
 class Solver(Component):
@@ -34,6 +81,15 @@ class Solver(Component):
     ``forward_rtol``
         Relative Frobenius error of ``sqrt`` on well-conditioned SPD matrices (condition
         number <= 10), per dtype, at the default config.
+    ``second_order``
+        ``True``: the gradient can itself be differentiated (``create_graph=True``, Hessian-
+        vector products, gradient penalties) and that double backward is the exact derivative
+        of the solver's own backward (checked with ``gradgradcheck`` in float64 on a separated
+        spectrum). ``False`` (the default, also for third-party solvers that do not declare
+        it): taking a gradient with ``create_graph=True`` raises
+        :class:`~eigenflow.core.errors.NotSupportedError` naming the solver, instead of
+        returning a gradient that silently lacks its graph. The base class enforces this (see
+        :func:`first_order_only`); a solver that declares ``True`` is responsible for it.
     """
 
     kind = "solver"
@@ -41,6 +97,7 @@ class Solver(Component):
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = False
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-10}
+    second_order: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **options: Any):
         self.config = self.make_config(config, options)
@@ -50,12 +107,12 @@ class Solver(Component):
     def sqrt(self, A: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """Matrix square root ``A^(1/2)`` of symmetric PSD ``A`` of shape ``(..., n, n)``."""
         flat, shape = self._prepare(A, check)
-        return self._sqrt(flat).reshape(shape)
+        return self._guard(self._sqrt(flat).reshape(shape))
 
     def invsqrt(self, A: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """Inverse square root ``A^(-1/2)`` of symmetric positive-definite ``A``."""
         flat, shape = self._prepare(A, check)
-        return self._invsqrt(flat).reshape(shape)
+        return self._guard(self._invsqrt(flat).reshape(shape))
 
     def sqrt_invsqrt(
         self, A: torch.Tensor, *, check: bool = True
@@ -63,7 +120,7 @@ class Solver(Component):
         """Both ``A^(1/2)`` and ``A^(-1/2)`` (cheaper than two calls for most solvers)."""
         flat, shape = self._prepare(A, check)
         root, inv_root = self._sqrt_invsqrt(flat)
-        return root.reshape(shape), inv_root.reshape(shape)
+        return self._guard(root.reshape(shape), inv_root.reshape(shape))
 
     def eigh(self, A: torch.Tensor, *, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Eigenvalues (ascending, ``(..., n)``) and eigenvectors (columns, ``(..., n, n)``)."""
@@ -74,7 +131,7 @@ class Solver(Component):
             )
         flat, shape = self._prepare(A, check)
         values, vectors = self._eigh(flat)
-        return values.reshape(shape[:-1]), vectors.reshape(shape)
+        return self._guard(values.reshape(shape[:-1]), vectors.reshape(shape))
 
     # ------------------------------------------------------------------ to implement
 
@@ -91,6 +148,12 @@ class Solver(Component):
         raise NotImplementedError  # pragma: no cover - abstract
 
     # ------------------------------------------------------------------ helpers
+
+    def _guard(self, *outputs: torch.Tensor) -> Any:
+        """The outputs, made to refuse double backward unless ``second_order`` is declared."""
+        if not self.second_order:
+            outputs = first_order_only(self.name or type(self).__name__, *outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
 
     @staticmethod
     def _prepare(A: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Size]:

@@ -177,6 +177,37 @@ class SolverConformance(ComponentConformance):
         assert torch.autograd.gradcheck(loss_sqrt, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
         assert torch.autograd.gradcheck(loss_invsqrt, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
 
+    def test_second_order_as_declared(self, solver: Solver) -> None:
+        """``second_order = True``: ``gradgradcheck`` in float64 (the double backward against
+        finite differences of the solver's own gradient) on a separated spectrum, for
+        ``sqrt``, ``invsqrt`` and ``sqrt_invsqrt``. ``False``: a gradient taken with
+        ``create_graph=True`` raises ``NotSupportedError`` naming the solver, while the
+        ordinary gradient still works."""
+        eig = torch.tensor([[0.6, 1.1, 1.9, 3.0]], dtype=torch.float64)
+        base = spd_from_eigenvalues(eig, generator=torch.Generator().manual_seed(7))
+        methods = ("sqrt", "invsqrt", "sqrt_invsqrt")
+        if solver.second_order:
+            for method in methods:
+                fn = getattr(solver, method)
+                X = base.clone().requires_grad_()
+                assert torch.autograd.gradgradcheck(
+                    lambda X: fn(0.5 * (X + X.mT), check=False),  # noqa: B023 - used at once
+                    (X,),
+                    eps=1e-6,
+                    atol=1e-5,
+                    rtol=1e-4,
+                ), f"{method}: double backward disagrees with finite differences"
+            return
+        for method in methods:
+            X = base.clone().requires_grad_()
+            out = getattr(solver, method)(X)
+            loss = sum(o.square().sum() for o in (out if isinstance(out, tuple) else (out,)))
+            (plain,) = torch.autograd.grad(loss, X, retain_graph=True)
+            assert torch.isfinite(plain).all()
+            with pytest.raises(NotSupportedError) as info:
+                torch.autograd.grad(loss, X, create_graph=True)
+            assert repr(solver.name) in str(info.value) and "second_order" in str(info.value)
+
     def test_robust_gradient_on_repeated_eigenvalues(self, solver: Solver) -> None:
         if not solver.robust_gradient:
             pytest.skip("this solver does not claim robust gradients")

@@ -110,6 +110,8 @@ class BatchedEDSolver(EighSolver):
     source = "000 (Song 2023), Sec. 3.4, Eq. 3.19-3.46, Table 3.6"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
+    # Same backward as svd-pade (or svd with backward="exact"): see SVDPadeSolver.
+    second_order: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
 
     def __init__(self, config=None, **options):
