@@ -409,9 +409,58 @@ def test_ns_supports_torch_func_and_double_backward():
     assert torch.autograd.gradgradcheck(lambda Y: s.sqrt(Y, check=False), (one,))
 
 
-def test_lyapunov_solvers_refuse_double_backward():
-    # Documented: the custom autograd.Function is once_differentiable.
-    X = spd((1,), 4, 5.0).requires_grad_()
-    (g,) = torch.autograd.grad(solver("mpa-lya").sqrt(X).square().sum(), X, create_graph=True)
-    with pytest.raises(RuntimeError):
-        g.sum().backward()
+def hvp_and_fd(s, A, G, E, W, want="sqrt", h=1e-5, nonlinear=False):
+    """``<W, D(grad)[E]>`` by double backward and by a central difference of the solver's
+    own gradient (both in float64), for the loss ``<G, f(A)>`` (plus ``||f(A)||^2`` when
+    ``nonlinear``)."""
+
+    def grad(X, create_graph=False):
+        X = X.clone().requires_grad_()
+        out = s.sqrt_invsqrt(X) if want == "both" else getattr(s, want)(X)
+        outs = out if isinstance(out, tuple) else (out,)
+        loss = sum((o * G).sum() for o in outs)
+        if nonlinear:
+            loss = loss + outs[0].square().sum()
+        (g,) = torch.autograd.grad(loss, X, create_graph=create_graph)
+        return X, g
+
+    X, g = grad(A, create_graph=True)
+    assert g.requires_grad  # the gradient keeps its graph (no silent detach)
+    (hv,) = torch.autograd.grad((g * W).sum(), X)
+    fd = (grad(A + h * E)[1] - grad(A - h * E)[1]) / (2 * h)
+    return float((hv * E).sum()), float((fd * W).sum())
+
+
+@pytest.mark.parametrize("name", LYA_SOLVERS)
+@pytest.mark.parametrize("want", ["sqrt", "invsqrt", "both"])
+@pytest.mark.parametrize("opts", [{}, {"backward": "exact"}, {"lya_iters": 8, "lya_tol": None}])
+def test_lyapunov_solvers_double_backward_matches_finite_differences(name, want, opts):
+    # Issue 17: create_graph=True used to return a gradient without graph. The double
+    # backward is the derivative of the backward as computed, so it matches a central
+    # difference of that backward (h = 1e-5: truncation ~1e-10, rounding ~1e-11). The loss is
+    # linear in the output: see the next test for a non-linear one.
+    A = spd((2,), 6, 30.0, seed=11)
+    gen = torch.Generator().manual_seed(12)
+    G, E, W = (torch.randn(2, 6, 6, generator=gen, dtype=torch.float64) for _ in range(3))
+    E = E + E.mT
+    hv, fd = hvp_and_fd(solver(name, **opts), A, G, E, W, want)
+    assert abs(hv - fd) <= 1e-6 * max(1.0, abs(fd))
+
+
+@pytest.mark.parametrize("name", LYA_SOLVERS)
+def test_double_backward_of_a_nonlinear_loss(name):
+    # For a loss whose gradient depends on the output, the Gauss-Newton term J^T H J of the
+    # Hessian uses this solver's backward as J^T: exact for svd-lya with backward="exact"
+    # (exact_gradient), and as close to the derivative of the forward as the forward and the
+    # backward are to the exact square root otherwise.
+    A = spd((2,), 6, 30.0, seed=11)
+    gen = torch.Generator().manual_seed(12)
+    G, E, W = (torch.randn(2, 6, 6, generator=gen, dtype=torch.float64) for _ in range(3))
+    E = E + E.mT
+    opts = {"backward": "exact"} if name == "svd-lya" else {}
+    hv, fd = hvp_and_fd(solver(name, **opts), A, G, E, W, nonlinear=True)
+    tol = {"svd-lya": 1e-6}.get(name)
+    if tol is not None:
+        assert abs(hv - fd) <= tol * abs(fd)
+    else:  # limited by the forward error at condition 30 (~1e-2)
+        assert abs(hv - fd) <= 0.2 * abs(fd)

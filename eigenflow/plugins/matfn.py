@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from ..core.config import (
     boolean,
@@ -289,17 +288,25 @@ def _lyapunov_problem(
 class _LyapunovBackward(torch.autograd.Function):
     """A forward given as a function, differentiated by solving the Lyapunov equation.
 
+    Double backward (``create_graph=True``): the backward is itself a function of ``A`` (through
+    the forward's ``A^(1/2)`` or ``A^(-1/2)``) and of the incoming gradient, made of
+    differentiable matrix operations (the sign iteration, or the eigendecomposition solve).
+    Under ``create_graph=True`` (grad mode on inside ``backward``) the forward is recomputed
+    with autograd recording and the backward runs on that, so autograd differentiates the
+    backward exactly as computed (``gradgradcheck`` against finite differences of this
+    backward); ordinary backward does neither (no extra cost).
+
     Not supported: ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``: no
-    ``setup_context``/vmap rule) and double backward (``once_differentiable``). Ordinary
-    autograd, any batch, CPU and CUDA are. The iterative backward is graph-capturable (matrix
-    products only, no host sync); ``backward="exact"`` calls ``torch.linalg.eigh``.
+    ``setup_context``/vmap rule). Ordinary autograd, any batch, CPU and CUDA are. The
+    iterative backward is graph-capturable (matrix products only, no host sync);
+    ``backward="exact"`` calls ``torch.linalg.eigh``.
     """
 
     @staticmethod
     def forward(ctx, A, forward_fn, want, opts):  # type: ignore[override]
         root, inv, L, V = forward_fn(A, want)
-        ctx.want, ctx.opts = want, opts
-        ctx.save_for_backward(root, inv, L, V)
+        ctx.want, ctx.opts, ctx.forward_fn = want, opts, forward_fn
+        ctx.save_for_backward(A, root, inv, L, V)
         if want == SQRT:
             return root
         if want == INVSQRT:
@@ -307,10 +314,13 @@ class _LyapunovBackward(torch.autograd.Function):
         return root, inv
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *grads):  # type: ignore[override]
-        root, inv, L, V = ctx.saved_tensors
+        A, root, inv, L, V = ctx.saved_tensors
         want, opts = ctx.want, ctx.opts
+        if torch.is_grad_enabled():
+            # create_graph=True: the forward again, recorded, so that the backward below is
+            # differentiated through A^(1/2)(A) (not through this node's own approximation).
+            root, inv, L, V = ctx.forward_fn(A, want)
         g_root = grads[0] if want in (SQRT, BOTH) else None
         g_inv = grads[-1] if want in (INVSQRT, BOTH) else None
         if g_root is None and g_inv is None:
@@ -340,7 +350,15 @@ class _LyapunovBackward(torch.autograd.Function):
 
 class _MatFnSolver(Solver):
     """Shared code of the solvers here: a forward computing what is asked for (``_forward``)
-    wrapped in :class:`_LyapunovBackward`. Subclasses implement :meth:`_forward`."""
+    wrapped in :class:`_LyapunovBackward`. Subclasses implement :meth:`_forward`.
+
+    ``second_order``: the double backward differentiates the Lyapunov backward as computed
+    (through a recorded recomputation of the forward, see :class:`_LyapunovBackward`), every
+    option included; with ``backward="exact"`` or the ``svd-lya`` forward it goes through
+    ``torch.linalg.eigh``, so it is non-finite on repeated eigenvalues.
+    """
+
+    second_order: ClassVar[bool] = True
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
@@ -455,7 +473,7 @@ class MPALyaSolver(_MatFnSolver):
     derivative of the Padé approximant (``exact_gradient = False``); it never divides by
     eigenvalue differences, so it stays finite on repeated eigenvalues. Implemented as a
     custom ``torch.autograd.Function``: not supported under ``torch.func`` transforms
-    (``vmap``, ``grad``, ``jacrev``) nor for double backward.
+    (``vmap``, ``grad``, ``jacrev``); double backward is (``second_order``).
     """
 
     Config = MPALyaConfig
@@ -513,7 +531,7 @@ class MTPLyaSolver(_MatFnSolver):
     the accuracy table in ``docs/matfn.rst``.
 
     Backward as ``mpa-lya`` (``exact_gradient = False``, ``robust_gradient = True``; no
-    ``torch.func`` transforms, no double backward).
+    ``torch.func`` transforms; double backward supported).
     """
 
     Config = MTPLyaConfig
@@ -570,6 +588,7 @@ class NSSolver(Solver):
     source = "000 (Song 2023), Sec. 2.1, Eq. 2.3"
     exact_gradient: ClassVar[bool] = True
     robust_gradient: ClassVar[bool] = True
+    second_order: ClassVar[bool] = True  # plain autograd: any order
     # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
 
@@ -587,7 +606,7 @@ class NSLyaSolver(_MatFnSolver):
     ``(A / ||A||_F)^(-1/2)`` (3 matrix products per iteration); ``A^(-1/2) = Z_k /
     sqrt(||A||_F)`` and ``A^(1/2) = Z_k A / sqrt(||A||_F)`` (Proposition 2: ``Y_k = Z_k A /
     ||A||_F``, one more product). Backward as ``mpa-lya`` (``exact_gradient = False``; no
-    ``torch.func`` transforms, no double backward).
+    ``torch.func`` transforms; double backward supported).
     """
 
     Config = NSLyaConfig
@@ -623,7 +642,7 @@ class SVDLyaSolver(_MatFnSolver):
     describes the default ``backward="lyapunov"``, an approximation). The backward never
     divides by eigenvalue differences (``robust_gradient``). Note that ``eigh`` cannot be
     captured in a CUDA graph. Custom ``torch.autograd.Function``: no ``torch.func``
-    transforms, no double backward.
+    transforms; double backward supported (through ``eigh``: non-finite on ties).
     """
 
     Config = SVDLyaConfig
