@@ -174,6 +174,10 @@ class MPALyaConfig(LyapunovBackwardConfig):
     Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5]
     for our MPA"), 8 backward iterations (Table 2.9), Frobenius pre-normalisation (Eq. 2.7,
     Eq. 2.10, Sec. 2.3.2), an LU solve (the thesis only says "solve" instead of inverting).
+    ``steps = 2`` is eigenflow's (``steps = 1`` is the thesis's Algorithm 1): the single
+    approximant returns ``sqrt(||A||_F) P_M(1) / Q_N(1) = sqrt(||A||_F) / 11`` for an
+    eigenvalue that tends to 0, so above condition ~1e2 it lost to ``ns`` (issue 17); the
+    second step removes that (docs/matfn.rst, "Accuracy").
     """
 
     degree: tuple[int, int] = option(
@@ -181,6 +185,14 @@ class MPALyaConfig(LyapunovBackwardConfig):
         converter=_pair,
         validator=_degree_pair,
         help="[M, N] degrees of the numerator P_M and denominator Q_N (Eq. 2.8-2.10)",
+    )
+    steps: int = option(
+        2,
+        validator=integer(1, 8),
+        help="steps of the coupled Padé iteration: 1 is the thesis's single approximant "
+        "(Eq. 2.11, 2.27); each further step costs max(M, N) + 3 matrix products and one "
+        "solve and raises the convergence order to M + N + 1 (eigenflow extension; 2: as "
+        "accurate as ns or better at every condition number, see docs/matfn.rst)",
     )
     solve: str = option(
         "lu",
@@ -480,9 +492,10 @@ class MPALyaSolver(_MatFnSolver):
     source = "000 (Song 2023), Sec. 2.3-2.4, Eq. 2.8-2.11, 2.20-2.23, 2.27, 2.38-2.39, Alg. 1-2"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
-    # Measured max 1.0e-2 (cond <= 10, n <= 64, both dtypes: the Padé error dominates and
-    # grows with n under Frobenius scaling; 2e-2 at n = 128, 3.7e-2 at n = 256).
-    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 2e-2, torch.float64: 2e-2}
+    # Measured max (cond <= 10, n <= 64) 3.2e-6 in float32 and 6.0e-15 in float64 with the
+    # default steps = 2 (steps = 1, the thesis's: 1.0e-2 in both, growing with n under
+    # Frobenius scaling: 2e-2 at n = 128, 3.7e-2 at n = 256).
+    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-5, torch.float64: 3e-14}
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
@@ -509,11 +522,48 @@ class MPALyaSolver(_MatFnSolver):
         Z, s, Z2 = _normalised_with_square(A, self.config.scaling)
         P, Q = matrix_polynomials(Z, self._polynomial_coefficients(), Z2)
         method = self.config.solve
+        if self.config.steps > 1:
+            W = _solve_commuting_spd(P, Q, method)  # (A / s)^(-1/2) to [N, M] Padé accuracy
+            return self._coupled_steps(A / s, W, s, want)
         root = inv = None
         if want in (SQRT, BOTH):
             root = _symmetric_part_times(_solve_commuting_spd(Q, P, method), s.sqrt())
         if want in (INVSQRT, BOTH):
             inv = _symmetric_part_times(_solve_commuting_spd(P, Q, method), s.rsqrt())
+        return root, inv, None, None
+
+    def _coupled_steps(
+        self, An: torch.Tensor, W: torch.Tensor, s: torch.Tensor, want: str
+    ) -> ForwardResult:
+        """Steps ``2..steps`` of the coupled Padé iteration for ``An = A / s`` from ``W_1 =
+        P_M(Z)^(-1) Q_N(Z)``, the first step (Eq. 2.27 without the scale).
+
+        ``Y_1 = An W_1``; then ``E = I - Y_k W_k``, ``R = P_M(E)^(-1) Q_N(E)`` (the ``[N, M]``
+        Padé approximant of ``(1 - e)^(-1/2)``), ``Y_{k+1} = Y_k R``, ``W_{k+1} = R W_k``:
+        the Padé family of iterations for the square root in coupled form (Higham 2008,
+        *Functions of Matrices*, thesis ref. [94]; the Newton-Schulz iteration of Eq. 2.3 is
+        its ``[1, 0]`` member). Every iterate is a rational function of ``An``, so they
+        commute, the same solve applies, and ``1 - y w`` goes to 0 with order ``M + N + 1``.
+        The square root is ``An W``, not the thesis's ``P_M(Z) / Q_N(Z)``: as an eigenvalue
+        ``x`` of ``An`` tends to 0 it tends to 0 (``sqrt(x)`` is approached from below) instead of
+        ``P_M(1) / Q_N(1) = 1/11``; the eigenvalues of ``E`` stay in ``[0, 1)`` (measured
+        ``>= -2e-10`` for ``x`` in ``(0, 1.6]``), where ``P_M`` and ``Q_N`` are positive, so
+        ``solve="cholesky"`` applies to every step. ``max(M, N) + 3`` matrix products and one
+        solve per step (one product fewer in the last when only one factor is wanted).
+        """
+        coeffs = self._polynomial_coefficients()
+        method = self.config.solve
+        eye = torch.eye(An.shape[-1], dtype=An.dtype, device=An.device).expand_as(An)
+        Y = An @ W
+        for k in range(2, self.config.steps + 1):
+            E = torch.baddbmm(eye, Y, W, alpha=-1.0)
+            P, Q = matrix_polynomials(E, coeffs)
+            R = _solve_commuting_spd(P, Q, method)
+            last = k == self.config.steps
+            Y = Y if last and want == INVSQRT else Y @ R
+            W = W if last and want == SQRT else R @ W
+        root = _symmetric_part_times(Y, s.sqrt()) if want in (SQRT, BOTH) else None
+        inv = _symmetric_part_times(W, s.rsqrt()) if want in (INVSQRT, BOTH) else None
         return root, inv, None, None
 
 
