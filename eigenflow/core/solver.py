@@ -11,7 +11,14 @@ from .checks import check_symmetric
 from .component import Component
 from .errors import NotSupportedError
 
-__all__ = ["Solver", "first_order_only"]
+__all__ = ["ENVELOPE_CONDS", "ENVELOPE_MAX_N", "Solver", "first_order_only"]
+
+#: Condition numbers at which a solver's ``error_envelope`` states its forward error: the
+#: bound for ``cond`` applies to every input of condition number at most ``cond`` (and above
+#: the previous entry).
+ENVELOPE_CONDS: tuple[float, ...] = (1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
+#: Largest matrix size an ``error_envelope`` covers.
+ENVELOPE_MAX_N = 128
 
 # Built-in solvers whose double backward is exact (named in the refusal message; core cannot
 # ask the registry, which sits above it).
@@ -81,6 +88,15 @@ class Solver(Component):
     ``forward_rtol``
         Relative Frobenius error of ``sqrt`` on well-conditioned SPD matrices (condition
         number <= 10), per dtype, at the default config.
+    ``error_envelope``
+        The stated forward accuracy at the default config: ``{(op, dtype): bounds}`` with
+        ``op`` ``"sqrt"`` or ``"invsqrt"`` and one bound per condition number of
+        :data:`ENVELOPE_CONDS`, the largest relative Frobenius error against a float64
+        ``eigh`` reference for SPD input of size ``n <= ENVELOPE_MAX_N`` up to that condition
+        number (measured on log-spaced spectra and Wishart covariances by
+        ``benchmarks/matfn_envelope.py``, which regenerates the table in ``docs/matfn.rst``).
+        Empty: no statement. :meth:`stated_error` reads it; ``eigenflow bench`` flags rows
+        above it (or above 1e-2) and the conformance suite checks it at ``n = 8``.
     ``second_order``
         ``True``: the gradient can itself be differentiated (``create_graph=True``, Hessian-
         vector products, gradient penalties) and that double backward is the exact derivative
@@ -98,6 +114,7 @@ class Solver(Component):
     robust_gradient: ClassVar[bool] = False
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-10}
     second_order: ClassVar[bool] = False
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {}
 
     def __init__(self, config: Any = None, **options: Any):
         self.config = self.make_config(config, options)
@@ -132,6 +149,20 @@ class Solver(Component):
         flat, shape = self._prepare(A, check)
         values, vectors = self._eigh(flat)
         return self._guard(values.reshape(shape[:-1]), vectors.reshape(shape))
+
+    @classmethod
+    def stated_error(cls, op: str, dtype: torch.dtype, cond: float) -> float | None:
+        """The bound :attr:`error_envelope` states for ``op`` (``"sqrt"``/``"invsqrt"``) in
+        ``dtype`` on input of condition number ``cond`` (sizes up to :data:`ENVELOPE_MAX_N`,
+        default config), or ``None`` where the solver states none (no entry, or ``cond``
+        beyond the last condition number covered)."""
+        bounds = cls.error_envelope.get((op, dtype))
+        if not bounds:
+            return None
+        for limit, bound in zip(ENVELOPE_CONDS, bounds):
+            if cond <= limit * (1.0 + 1e-9):
+                return bound
+        return None
 
     # ------------------------------------------------------------------ to implement
 

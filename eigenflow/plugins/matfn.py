@@ -504,6 +504,14 @@ class MPALyaSolver(_MatFnSolver):
     # default steps = 2 (steps = 1, the thesis's: 1.0e-2 in both, growing with n under
     # Frobenius scaling: 2e-2 at n = 128, 3.7e-2 at n = 256).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-5, torch.float64: 3e-14}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (2e-5, 2e-5, 2e-4, 2e-3, 1e-2, 2e-2, 2e-2),
+        ("invsqrt", torch.float32): (2e-5, 2e-5, 2e-4, 5e-2, 5e-1, 2e0, 2e0),
+        ("sqrt", torch.float64): (5e-14, 5e-14, 5e-7, 1e-3, 1e-2, 2e-2, 2e-2),
+        ("invsqrt", torch.float64): (5e-14, 5e-14, 5e-6, 5e-2, 5e-1, 2e0, 2e0),
+    }
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
@@ -598,6 +606,14 @@ class MTPLyaSolver(_MatFnSolver):
     robust_gradient: ClassVar[bool] = True
     # Measured max 7.7e-2 (cond <= 10, n <= 64, both dtypes).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-1, torch.float64: 1e-1}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (1e-1, 5e-1, 1e0, 1e0, 2e0, 2e0, 2e0),
+        ("invsqrt", torch.float32): (5e-1, 1e0, 2e0, 2e0, 2e0, 2e0, 2e0),
+        ("sqrt", torch.float64): (1e-1, 5e-1, 1e0, 1e0, 2e0, 2e0, 2e0),
+        ("invsqrt", torch.float64): (5e-1, 1e0, 2e0, 2e0, 2e0, 2e0, 2e0),
+    }
 
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         K = self.config.degree
@@ -649,6 +665,14 @@ class NSSolver(Solver):
     second_order: ClassVar[bool] = True  # plain autograd: any order
     # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float32): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+        ("sqrt", torch.float64): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float64): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+    }
 
     def _sqrt_invsqrt(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return coupled_newton_schulz(A, self.config.iters, self.config.scaling)
@@ -673,6 +697,14 @@ class NSLyaSolver(_MatFnSolver):
     robust_gradient: ClassVar[bool] = True
     # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes; same iterates as ``ns``).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float32): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+        ("sqrt", torch.float64): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float64): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+    }
 
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         s = normalising_scale(A, self.config.scaling)
@@ -709,6 +741,15 @@ class SVDLyaSolver(_MatFnSolver):
     robust_gradient: ClassVar[bool] = True
     # Measured max 1.0e-6 (float32) and 0 (float64) against float64 eigh (cond <= 10, n <= 64).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-5, torch.float64: 1e-11}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst); float32
+    # inverse roots are limited by eigh's float32 eigenvalues (absolute error ~eps lambda_max).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 1e-4, 5e-4),
+        ("invsqrt", torch.float32): (2e-5, 2e-5, 2e-5, 5e-5, 2e-3, 2e-2, 5e-1),
+        ("sqrt", torch.float64): (5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14),
+        ("invsqrt", torch.float64): (5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14),
+    }
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)

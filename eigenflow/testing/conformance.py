@@ -14,6 +14,8 @@ does this, so a new plugin is tested the moment it registers).
 from __future__ import annotations
 
 import inspect
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -26,7 +28,7 @@ from ..api import list as list_names
 from ..core.component import Component, Constraint, kind_base
 from ..core.config import describe_config
 from ..core.errors import ConfigError, InputError, NotSupportedError
-from ..core.solver import Solver
+from ..core.solver import ENVELOPE_CONDS, Solver
 from .matrices import random_spd, reference_sqrt_invsqrt, spd_from_eigenvalues
 
 __all__ = [
@@ -176,6 +178,24 @@ class SolverConformance(ComponentConformance):
 
         assert torch.autograd.gradcheck(loss_sqrt, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
         assert torch.autograd.gradcheck(loss_invsqrt, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+    def test_error_envelope_holds(self, solver: Solver) -> None:
+        """A stated ``error_envelope`` is well formed (one non-decreasing bound per condition
+        number of ``ENVELOPE_CONDS``) and holds at ``n = 8`` on log-spaced spectra against
+        float64 ``eigh``, for every (op, dtype) stated."""
+        envelope = type(solver).error_envelope
+        if not envelope:
+            pytest.skip("this solver states no error envelope")
+        mats = {c: random_spd(8, 2, cond=c, seed=round(math.log10(c))) for c in ENVELOPE_CONDS}
+        for (op, dtype), bounds in envelope.items():
+            assert op in ("sqrt", "invsqrt") and dtype in DTYPES
+            assert len(bounds) == len(ENVELOPE_CONDS)
+            assert all(a <= b for a, b in itertools.pairwise(bounds)), "bounds must not decrease"
+            for cond, bound in zip(ENVELOPE_CONDS, bounds):
+                A = mats[cond]
+                ref = reference_sqrt_invsqrt(A)[0 if op == "sqrt" else 1]
+                got = getattr(solver, op)(A.to(dtype))
+                assert _rel_err(got, ref) <= bound, f"{op} {dtype} cond {cond:g}"
 
     def test_second_order_as_declared(self, solver: Solver) -> None:
         """``second_order = True``: ``gradgradcheck`` in float64 (the double backward against
