@@ -578,3 +578,22 @@ def test_mpa_double_backward_close_to_the_exact_hessian():
     hv_svd, fd_svd = hvp_and_fd(solver("svd"), A, G, E, W, nonlinear=True)
     assert abs(hv_svd - fd_svd) <= 1e-6 * abs(fd_svd)
     assert abs(hv_mpa - hv_svd) <= 1e-6 * abs(hv_svd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ns-lya", "svd-pi"])
+def test_compiled_forward_backward_and_create_graph(name):
+    # The hot path traces whole (fullgraph) with the default tolerance backward (no host read)
+    # and the first-order guard; the gradient equals eager's. With create_graph=True a
+    # compiled gradient is never silently wrong: PyTorch refuses it (donated buffers, or "does
+    # not currently support double backward" when the gradient is differentiated).
+    s = solver(name)
+    A = spd((2,), 6, 10.0)
+    f = torch.compile(lambda X: s.sqrt(X, check=False), backend="aot_eager", fullgraph=True)
+    X = A.clone().requires_grad_()
+    (g,) = torch.autograd.grad(f(X).square().sum(), X)
+    torch.testing.assert_close(g, grads_of(s, A, 2 * s.sqrt(A).detach()), rtol=1e-10, atol=1e-12)
+    X = A.clone().requires_grad_()
+    with pytest.raises(RuntimeError):
+        (g,) = torch.autograd.grad(f(X).square().sum(), X, create_graph=True)
+        torch.autograd.grad(g.sum(), X)

@@ -31,9 +31,10 @@ class _FirstOrderOnly(torch.autograd.Function):
     ``torch.autograd.grad(..., create_graph=True)`` runs every backward with grad mode on,
     ``create_graph=False`` with it off: :func:`torch.is_grad_enabled` inside ``backward``
     tells them apart without reading any tensor. Under ``torch.compile`` (AOTAutograd) the
-    backward is traced once with grad mode off, so the check does not fire there; the
-    compiled gradient then refuses its own backward with PyTorch's "does not currently
-    support double backward" error, so the result is never silently wrong either.
+    backward is traced once with grad mode off, so the check does not fire there; PyTorch
+    then refuses ``create_graph=True`` itself ("compiled with non-empty donated buffers") or
+    the compiled gradient's own backward ("does not currently support double backward"), so
+    the result is never silently wrong either.
     """
 
     @staticmethod
