@@ -124,6 +124,8 @@ def test_registered_with_thesis_defaults():
         ("mpa-lya", {"degree": [0, 0]}, "degree"),
         ("mpa-lya", {"degree": [5, 5, 5]}, "degree"),
         ("mpa-lya", {"backward": "bartels"}, "backward"),
+        ("mpa-lya", {"steps": 0}, "steps"),
+        ("mpa-lya", {"steps": 1.5}, "steps"),
         ("mtp-lya", {"scaling": "frobenious"}, "frobenius"),
         ("ns-lya", {"lya_tol": -1.0}, "lya_tol"),
         ("ns", {"iters": 0}, "iters"),
