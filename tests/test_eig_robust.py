@@ -531,3 +531,30 @@ def test_gradient_quality_report(tmp_path):
         "timing.csv",
     }
     assert (tmp_path / "out" / "gradient_quality.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "name,finite",
+    [
+        ("svd-pade", True),
+        ("batched-ed", True),
+        ("mpa-lya", True),
+        ("mtp-lya", True),
+        ("ns", True),
+        ("ns-lya", True),
+        ("svd", False),  # exact rule: 1/0 on ties, first order too
+        ("svd-lya", False),  # recomputed through torch.linalg.eigh (documented)
+    ],
+)
+def test_second_order_on_repeated_eigenvalues(name, finite):
+    # Issue 17: which declared double backwards stay finite where eigenvalues repeat (the
+    # identity, and two double eigenvalues), as docs/matfn.rst and eig-robust.rst say.
+    W = torch.arange(25.0, dtype=torch.float64).reshape(1, 5, 5)
+    spectra = [torch.ones(5), torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0])]
+    for lam in spectra:
+        X = torch.diag(lam.double())[None].requires_grad_()
+        root, inv = ef.create("solver", name).sqrt_invsqrt(X)
+        loss = root.square().sum() + (inv * inv.detach().flip(-1)).sum()
+        (g,) = torch.autograd.grad(loss, X, create_graph=True)
+        (h,) = torch.autograd.grad((g * W).sum(), X)
+        assert bool(torch.isfinite(h).all()) == finite
