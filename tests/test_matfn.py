@@ -179,13 +179,16 @@ def test_mpa_default_at_least_as_accurate_as_ns(n, dtype):
     # Issue 17: the thesis's single Padé approximant (steps=1) lost to ns above condition
     # ~1e2 (its square root of an eigenvalue tending to 0 is sqrt(||A||_F)/11, not 0). The
     # default two-step coupled Padé iteration beats ns on every row, sqrt and inverse sqrt,
-    # log-spaced spectra (condition 1e0..1e6) and Wishart covariances; float32 rows where
-    # both are at rounding level (<= 1e-6) count as ties.
+    # log-spaced spectra (condition 1e0..1e6) and Wishart covariances (up to 1e6); float32
+    # rows where both are at rounding level (<= 1e-6) count as ties.
     conds = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6]
     mats = [spd((2,), n, c, seed=n) for c in conds]
     gen = torch.Generator().manual_seed(n)
-    X = torch.randn(2, n, 2 * n, generator=gen, dtype=torch.float64)
-    mats.append(X @ X.mT / (2 * n))
+    for m in (2 * n, n):  # Wishart covariances: condition ~30, and 1e3..1e6 or more
+        X = torch.randn(2, n, m, generator=gen, dtype=torch.float64)
+        W = X @ X.mT / m
+        lam = torch.linalg.eigvalsh(W)
+        mats.append(W[lam[:, -1] / lam[:, 0] <= 1e6])
     floor = 1e-6 if dtype == torch.float32 else 0.0
     for A in mats:
         refs = (eig_sqrt(A), eig_invsqrt(A))
