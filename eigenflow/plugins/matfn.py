@@ -496,10 +496,11 @@ class MPALyaSolver(_MatFnSolver):
 
     Speed options (eigenflow extensions, ``docs/matfn.rst``): ``solve="cholesky"``,
     ``scaling="schatten"``, ``lya_symmetric=True``, ``lya_lower``. On CPU, 64 float32
-    matrices of size 64, ``solve="cholesky", scaling="schatten", lya_symmetric=True,
-    lya_lower=0.1, lya_iters=3`` runs forward+backward 1.35x faster than ``eigh`` + autograd
-    with two threads (measured), with smaller forward and gradient errors than the defaults
-    on covariance matrices whose normalised root spectrum starts near 0.1.
+    matrices of size 64, ``steps=1, solve="cholesky", scaling="schatten", lya_symmetric=True,
+    lya_lower=0.1, lya_iters=3, lya_tol=None`` ran forward+backward 1.35x faster than
+    ``eigh`` + autograd with two threads (measured before issue 17), with smaller forward and
+    gradient errors than the thesis's settings (not than the current defaults) on covariance
+    matrices whose normalised root spectrum starts near 0.1.
 
     The backward is an approximation of the derivative of the true square root, not the
     derivative of the Padé approximant (``exact_gradient = False``); it never divides by
