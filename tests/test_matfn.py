@@ -586,7 +586,7 @@ def test_mpa_double_backward_close_to_the_exact_hessian():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ns-lya", "svd-pi"])
+@pytest.mark.parametrize("name", ["mpa-lya", "ns-lya", "svd-pi"])
 def test_compiled_forward_backward_and_create_graph(name):
     # The hot path traces whole (fullgraph) with the default tolerance backward (no host read)
     # and the first-order guard; the gradient equals eager's. With create_graph=True a

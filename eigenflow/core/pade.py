@@ -147,7 +147,7 @@ def matrix_polynomials(
     list of Tensor
         One ``(B, n, n)`` tensor per polynomial.
     """
-    degree = max((len(c) - 1 for c in polynomials), default=0)
+    degree = max([0, *(len(c) - 1 for c in polynomials)])
     powers = [Z]
     for k in range(1, degree):
         powers.append(Z2 if k == 1 and Z2 is not None else powers[-1] @ Z)
