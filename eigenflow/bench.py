@@ -57,6 +57,7 @@ __all__ = [
     "Contender",
     "accuracy",
     "add_arguments",
+    "add_flags",
     "add_ratios",
     "environment",
     "format_summary",
@@ -102,7 +103,12 @@ COLUMNS = (
     "repeats",
     "status",
     "message",
+    "envelope",
+    "flag",
 )
+
+#: Above this worst-matrix relative error a row is flagged whatever the solver states.
+FLAG_ERROR = 1e-2
 
 #: The default grid (``--quick``): about a minute on a 2-core CPU.
 QUICK_GRID: dict[str, tuple] = {
@@ -806,6 +812,55 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def add_flags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set ``envelope`` (the bound the solver states for the row's op, dtype and condition
+    number at its default config, :meth:`eigenflow.core.solver.Solver.stated_error`; ``None``
+    for peers, configured variants, ``eigh`` rows and sizes above
+    :data:`~eigenflow.core.solver.ENVELOPE_MAX_N`) and ``flag``: ``""``, or why the row's
+    worst-matrix error ``rel_err_max`` needs a look (above the stated envelope, above
+    :data:`FLAG_ERROR`, or not finite), so that ``eigenflow bench`` says so."""
+    from . import api
+    from .core.solver import ENVELOPE_MAX_N
+
+    registered = set(api.list("solver"))
+    for r in rows:
+        r["envelope"], r["flag"] = None, ""
+        if r["status"] != "ok" or r["rel_err_max"] is None:
+            continue
+        err = r["rel_err_max"]
+        stated_for = r["op"] in ("sqrt", "invsqrt") and r["n"] <= ENVELOPE_MAX_N
+        if stated_for and r["solver"] in registered and r["dtype"] in _DTYPES:
+            cls = api.get("solver", r["solver"])
+            stated = getattr(cls, "stated_error", None)
+            r["envelope"] = stated(r["op"], _DTYPES[r["dtype"]], r["cond"]) if stated else None
+        reasons = []
+        if not math.isfinite(err):
+            reasons.append("non-finite error")
+        else:
+            if r["envelope"] is not None and err > r["envelope"]:
+                reasons.append(f"above the stated envelope {r['envelope']:.0e}")
+            if err > FLAG_ERROR:
+                reasons.append(f"above {FLAG_ERROR:g}")
+        r["flag"] = "; ".join(reasons)
+    return rows
+
+
+def _flag_lines(rows: list[dict[str, Any]]) -> list[str]:
+    flagged = [r for r in rows if r.get("flag")]
+    if not flagged:
+        return []
+    lines = [
+        f"\naccuracy flags: {len(flagged)} row(s) whose worst relative error is above the "
+        f"solver's stated envelope or above {FLAG_ERROR:g} (docs/matfn.rst lists the envelopes)"
+    ]
+    for r in flagged:
+        lines.append(
+            f"  {r['solver']} {r['op']} {r['device']} {r['dtype']} batch={r['batch']} "
+            f"n={r['n']} cond={r['cond']:g}: {r['rel_err_max']:.2e} ({r['flag']})"
+        )
+    return lines
+
+
 def _fmt(value: Any, spec: str = ".3g") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -889,10 +944,10 @@ def run_benchmark(
     try:
         _run_plan(plan, spec, progress, rows)
     except KeyboardInterrupt:
-        raise BenchInterrupted(add_ratios(rows)) from None
+        raise BenchInterrupted(add_flags(add_ratios(rows))) from None
     finally:
         torch.set_num_threads(threads)
-    return add_ratios(rows)
+    return add_flags(add_ratios(rows))
 
 
 def _run_plan(
@@ -1070,7 +1125,8 @@ def format_summary(rows: list[dict[str, Any]], *, detail: bool | None = None) ->
     ``torch.linalg.eigh`` + autograd (eigh's fwd+bwd time / the solver's; above 1 is faster),
     then, when ``detail`` (default: at most :data:`DETAIL_BLOCKS` grid points), one block per
     grid point with the forward, backward and forward+backward times, the relative error and
-    the ratios against eigh and ``ns``, solvers sorted by forward+backward time.
+    the ratios against eigh and ``ns``, solvers sorted by forward+backward time; last, the
+    rows :func:`add_flags` flagged (error above the stated envelope or above 1e-2).
     """
     blocks: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
@@ -1081,6 +1137,7 @@ def format_summary(rows: list[dict[str, Any]], *, detail: bool | None = None) ->
     lines = _ratio_tables(rows)
     if detail:
         lines += _detail_blocks(blocks)
+    lines += _flag_lines(rows)
     return "\n".join(lines).lstrip("\n")
 
 

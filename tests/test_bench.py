@@ -284,6 +284,63 @@ def test_ratios_from_synthetic_rows():
     assert rows[4]["ratio_vs_eigh"] is None and rows[4]["ratio_vs_ns"] is None
 
 
+def test_flags_from_synthetic_rows():
+    # Issue 17: a row is flagged when its worst-matrix error is above the solver's stated
+    # envelope (Solver.stated_error) or above 1e-2, so a user sees it.
+    base = dict.fromkeys(bench.COLUMNS)
+    common = dict(op="sqrt", device="cpu", dtype="float64", batch=4, n=64, cond=1e3)
+    common.update(mode="eager", status="ok")
+    rows = [
+        {**base, **common, "solver": "mpa-lya", "rel_err_max": 5e-4},
+        {**base, **common, "solver": "mpa-lya", "rel_err_max": 5e-3},
+        {**base, **common, "solver": "ns", "op": "invsqrt", "rel_err_max": 0.7},
+        {**base, **common, "solver": bench.EIGH_PEER, "rel_err_max": 1e-12},
+        {**base, **common, "solver": bench.EIGH_PEER, "rel_err_max": 0.05},
+        {**base, **common, "solver": "svd", "rel_err_max": float("nan")},
+        {**base, **common, "solver": "mpa-lya", "n": 256, "rel_err_max": 5e-3},
+        {**base, **common, "solver": "mpa-lya:steps=1", "rel_err_max": 5e-3},
+        {**base, **common, "solver": "svd", "status": "error", "rel_err_max": None},
+    ]
+    bench.add_flags(rows)
+    stated = ef.get("solver", "mpa-lya").stated_error("sqrt", torch.float64, 1e3)
+    assert 5e-4 <= stated < 5e-3  # the two mpa-lya rows straddle its envelope
+    assert rows[0]["envelope"] == stated and rows[0]["flag"] == ""
+    assert rows[1]["flag"] == f"above the stated envelope {stated:.0e}"
+    assert rows[2]["envelope"] == ef.get("solver", "ns").stated_error("invsqrt", torch.float64, 1e3)
+    assert rows[2]["flag"] == "above 0.01"  # within its (poor) envelope, above 1e-2
+    assert rows[3]["envelope"] is None and rows[3]["flag"] == ""
+    assert rows[4]["flag"] == "above 0.01"
+    assert rows[5]["flag"] == "non-finite error"
+    assert rows[6]["envelope"] is None and rows[6]["flag"] == ""  # n above the envelope's 128
+    assert rows[7]["envelope"] is None and rows[7]["flag"] == ""  # variant: no statement
+    assert rows[8]["flag"] == ""
+    text = bench.format_summary(rows, detail=False)
+    assert "accuracy flags: 4 row(s)" in text
+    assert "ns invsqrt cpu float64 batch=4 n=64 cond=1000: 7.00e-01 (above 0.01)" in text
+
+
+def test_bench_flags_the_inverse_square_root_of_ill_conditioned_input():
+    # A real run: Newton-Schulz's inverse square root at condition 1e3 has a relative error
+    # near 0.7 (the issue: "eigenflow bench ... says nothing"); eigh's is 1e-13.
+    spec = bench.BenchSpec(
+        solvers=("ns",),
+        ops=("invsqrt",),
+        batches=(2,),
+        sizes=(16,),
+        dtypes=("float64",),
+        devices=("cpu",),
+        conds=(1e3,),
+        repeats=1,
+        warmup=0,
+    )
+    rows = bench.run_benchmark(spec)
+    (ns,) = _by(rows, solver="ns")
+    (eigh,) = _by(rows, solver=bench.EIGH_PEER)
+    assert ns["rel_err_max"] > 0.1 and "above 0.01" in ns["flag"]
+    assert eigh["rel_err_max"] < 1e-10 and eigh["flag"] == ""
+    assert "accuracy flags: 1 row(s)" in bench.format_summary(rows)
+
+
 def test_write_results_csv_and_json_agree(tiny_rows, tmp_path):
     spec, rows, _ = tiny_rows
     paths = bench.write_results(rows, tmp_path / "out", spec=spec)

@@ -37,7 +37,7 @@ from eigenflow.core.rational import (
     pade_coefficients,
 )
 from eigenflow.core.spectral import exact_rule
-from eigenflow.testing import random_orthogonal, spd_from_eigenvalues
+from eigenflow.testing import random_orthogonal, random_spd, spd_from_eigenvalues
 
 ROBUST = ["svd-pade", "svd-taylor", "svd-pi", "svd-trunc", "svd-topn", "svd-clip"]
 EPS64 = torch.finfo(torch.float64).eps
@@ -531,3 +531,54 @@ def test_gradient_quality_report(tmp_path):
         "timing.csv",
     }
     assert (tmp_path / "out" / "gradient_quality.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "name,finite",
+    [
+        ("svd-pade", True),
+        ("batched-ed", True),
+        ("mpa-lya", True),
+        ("mtp-lya", True),
+        ("ns", True),
+        ("ns-lya", True),
+        ("svd", False),  # exact rule: 1/0 on ties, first order too
+        ("svd-lya", False),  # recomputed through torch.linalg.eigh (documented)
+    ],
+)
+def test_second_order_on_repeated_eigenvalues(name, finite):
+    # Issue 17: which declared double backwards stay finite where eigenvalues repeat (the
+    # identity, and two double eigenvalues), as docs/matfn.rst and eig-robust.rst say.
+    W = torch.arange(25.0, dtype=torch.float64).reshape(1, 5, 5)
+    spectra = [torch.ones(5), torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0])]
+    for lam in spectra:
+        X = torch.diag(lam.double())[None].requires_grad_()
+        root, inv = ef.create("solver", name).sqrt_invsqrt(X)
+        loss = root.square().sum() + (inv * inv.detach().flip(-1)).sum()
+        (g,) = torch.autograd.grad(loss, X, create_graph=True)
+        (h,) = torch.autograd.grad((g * W).sum(), X)
+        assert bool(torch.isfinite(h).all()) == finite
+
+
+@pytest.mark.parametrize("name", ["svd", "svd-pade", "batched-ed"])
+def test_hessian_vector_product_matches_finite_differences_of_the_own_gradient(name):
+    # The declared double backward against a central difference of the solver's own
+    # gradient, for a loss with both Gauss-Newton and curvature terms (separated spectrum:
+    # the Padé rule equals the exact one there to rounding).
+    A = random_spd(5, 1, cond=20.0, seed=21)
+    gen = torch.Generator().manual_seed(22)
+    G, E, W = (torch.randn(1, 5, 5, dtype=torch.float64, generator=gen) for _ in range(3))
+    E, W = E + E.mT, W + W.mT
+    solver = ef.create("solver", name)
+
+    def grad(X, create_graph=False):
+        X = X.clone().requires_grad_()
+        root, inv = solver.sqrt_invsqrt(X)
+        loss = inv.sum() ** 2 + (root * G).sum() + solver.eigh(X)[1][..., -1].pow(3).sum()
+        return X, torch.autograd.grad(loss, X, create_graph=create_graph)[0]
+
+    X, g = grad(A, create_graph=True)
+    (hv,) = torch.autograd.grad((g * W).sum(), X)
+    h = 1e-5
+    fd = ((grad(A + h * E)[1] - grad(A - h * E)[1]) / (2 * h) * W).sum()
+    torch.testing.assert_close((hv * E).sum(), fd, rtol=1e-6, atol=0)

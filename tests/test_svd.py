@@ -105,3 +105,48 @@ def test_eigh_refused_for_function_only_solver_names_alternatives(fresh_registry
     ef.registry.register_plugin(Plugin(), name="toy-poly-plugin")
     with pytest.raises(ef.NotSupportedError, match=r"solvers with eigh: .*svd"):
         ef.eigh(torch.eye(2, dtype=torch.float64), method="toy-poly")
+
+
+def test_hessian_vector_product_on_distinct_eigenvalues_issue_17():
+    # The issue's reproducer: the exact rule's masked 1/0 on the diagonal made every
+    # second-order gradient NaN. loss = ||A^(1/2)||_F^2 = tr(A), so grad = I and the
+    # Hessian is 0 exactly.
+    A = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).requires_grad_()
+    (g,) = torch.autograd.grad((ef.matrix_sqrt(A, method="svd") ** 2).sum(), A, create_graph=True)
+    torch.testing.assert_close(g, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-12)
+    (h,) = torch.autograd.grad(g.pow(2).sum(), A)
+    torch.testing.assert_close(h, torch.zeros(3, 3, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_hessian_vector_product_matches_finite_differences_of_a_nonlinear_loss():
+    # loss = sum(A^(-1/2))^2 + <G, A^(1/2)>: a Hessian with both the Gauss-Newton and the
+    # curvature term, against a central difference of the (exact) gradient.
+    A = random_spd(5, 1, cond=20.0, seed=8)
+    gen = torch.Generator().manual_seed(9)
+    G, E, W = (torch.randn(1, 5, 5, dtype=torch.float64, generator=gen) for _ in range(3))
+    E = E + E.mT
+
+    def grad(X, create_graph=False):
+        X = X.clone().requires_grad_()
+        root, inv = ef.matrix_sqrt_invsqrt(X, method="svd")
+        loss = inv.sum() ** 2 + (root * G).sum()
+        return X, torch.autograd.grad(loss, X, create_graph=create_graph)[0]
+
+    X, g = grad(A, create_graph=True)
+    (hv,) = torch.autograd.grad((g * W).sum(), X)
+    h = 1e-5
+    fd = ((grad(A + h * E)[1] - grad(A - h * E)[1]) / (2 * h) * W).sum()
+    torch.testing.assert_close((hv * E).sum(), fd, rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("name", ["svd-pi", "svd-topn", "svd-taylor", "svd-trunc", "svd-clip"])
+def test_smoothed_rules_refuse_create_graph(name):
+    # Their double backward differentiates the eigenpairs with their own smoothed rule,
+    # which disagreed with finite differences of their own gradient (issue 17: svd-pi
+    # -6.53 vs -16.50, svd-topn -0.257 vs +0.104): declared unsupported, so it raises.
+    assert ef.get("solver", name).second_order is False
+    X = random_spd(4, 1, cond=5.0, seed=10).requires_grad_()
+    loss = ef.matrix_sqrt(X, method=name).square().sum()
+    with pytest.raises(ef.NotSupportedError, match=name) as info:
+        torch.autograd.grad(loss, X, create_graph=True)
+    assert "'svd-pade'" in str(info.value) and "'svd'" in str(info.value)

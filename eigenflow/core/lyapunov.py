@@ -196,14 +196,19 @@ def _sign_step_symmetric(
 
 
 def _initial_iterates(
-    B: torch.Tensor, C: torch.Tensor, scaling: str, symmetric: bool
+    B: torch.Tensor, C: torch.Tensor, scaling: str, symmetric: bool, lower: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``(B_0, C_0, B_0^2 or None)``: the pre-normalised start of the sign iteration."""
+    """``(B_0, C_0, B_0^2 or None)``: the pre-normalised start of the sign iteration.
+
+    With scaled steps (``lower``) and the ``"spectral"`` estimate, the scale is multiplied by
+    its safety factor 1.6 so that ``||B_0||_2 <= 1`` holds, as the scaled steps need."""
     B0_sq = None
     if scaling == "schatten":
         s, B0_sq = schatten_scale_and_square(B)
     else:
         s = normalising_scale(B, scaling)
+        if lower is not None and scaling == "spectral":
+            s = s * _SPECTRAL_SAFETY
     C0 = torch.add(C, C.mT).mul_(0.5 / s) if symmetric else C / s
     return B / s, C0, B0_sq
 
@@ -213,11 +218,8 @@ def _check_lower(lower: float | None, scaling: str) -> None:
         return
     if not 0.0 < lower < 1.0:
         raise ValueError(f"lower = {lower!r} is invalid: expected a number in (0, 1) or None")
-    if scaling == "spectral":
-        raise ValueError(
-            "lower (scaled sign steps) needs a pre-normalisation with ||B / s||_2 <= 1: "
-            "scaling 'frobenius' or 'schatten', not 'spectral'"
-        )
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling = {scaling!r} is invalid: expected one of {SCALINGS}")
 
 
 def lyapunov_sign_iterates(
@@ -235,7 +237,7 @@ def lyapunov_sign_iterates(
     """
     _check_lower(lower, scaling)
     B, C = _flat(B), _flat(C)
-    Bk, Ck, B2 = _initial_iterates(B, C, scaling, symmetric)
+    Bk, Ck, B2 = _initial_iterates(B, C, scaling, symmetric, lower)
     step = _sign_step_symmetric if symmetric else _sign_step
     yield 0, Bk, 0.5 * Ck
     for k, (a, b) in enumerate(sign_step_coefficients(iters, lower), start=1):
@@ -274,10 +276,10 @@ def lyapunov_sign_solve(
     tol
         ``None`` (default): exactly ``iters`` iterations. A number: the termination criterion
         ``||B_k - I||_F < tol`` of Sec. 2.3.2, per matrix. A matrix that meets it is frozen
-        (masked update with ``torch.where``, no host synchronisation), so each matrix stops at
-        its own ``k``; the loop runs to ``iters`` on accelerators, and on CPU tensors it exits
-        as soon as every matrix is frozen (reading a CPU tensor costs no device sync). Results
-        are the same on both.
+        (masked update with ``torch.where``, no host read), so each matrix stops at its own
+        ``k`` while the loop always runs ``iters`` steps (capturable in a CUDA graph, traceable
+        by ``torch.compile`` without a graph break). Since ``||X_k - X|| / ||X|| <=
+        ||B_k - I||_2`` to first order, ``tol`` bounds the relative error of the result.
     scaling
         Pre-normalisation, see :func:`normalising_scale`.
     symmetric
@@ -291,7 +293,8 @@ def lyapunov_sign_solve(
         ``None`` (default): the steps of Eq. 2.22. A number ``l`` in ``(0, 1)``: the scaled
         steps of :func:`sign_step_coefficients` for a normalised spectrum assumed in ``[l,
         1]`` (same cost per step; fewer steps when ``l`` is close to the true smallest
-        eigenvalue of ``B / s``). Needs ``scaling`` ``"frobenius"`` or ``"schatten"``.
+        eigenvalue of ``B / s``). The steps need ``||B / s||_2 <= 1``: with the
+        ``"spectral"`` estimate the scale is multiplied by its safety factor 1.6 for them.
 
     Returns
     -------
@@ -301,10 +304,9 @@ def lyapunov_sign_solve(
     _check_lower(lower, scaling)
     shape = C.shape
     B, C = _flat(B), _flat(C)
-    Bk, Ck, B2 = _initial_iterates(B, C, scaling, symmetric)
+    Bk, Ck, B2 = _initial_iterates(B, C, scaling, symmetric, lower)
     step = _sign_step_symmetric if symmetric else _sign_step
     eye = torch.eye(B.shape[-1], dtype=B.dtype, device=B.device)
-    can_exit_early = tol is not None and B.device.type == "cpu"
     for k, (a, b) in enumerate(sign_step_coefficients(iters, lower), start=1):
         if tol is None:
             # The last B_k is not used: its products are skipped.
@@ -312,11 +314,9 @@ def lyapunov_sign_solve(
             B2 = None
             continue
         active = _frobenius(Bk - eye) >= tol
-        if can_exit_early and not bool(active.any()):
-            break
-        B_next, C_next = step(Bk, Ck, B2, a, b)
+        B_next, C_next = step(Bk, Ck, B2, a, b, last=k == iters)
         B2 = None
-        Bk = torch.where(active, B_next, Bk)
+        Bk = Bk if B_next is None else torch.where(active, B_next, Bk)
         Ck = torch.where(active, C_next, Ck)
     return (0.5 * Ck).reshape(shape)
 

@@ -36,11 +36,15 @@ def symmetrize(X: torch.Tensor) -> torch.Tensor:
 def exact_rule(L: torch.Tensor) -> torch.Tensor:
     """``F_ij = 1/(lambda_j - lambda_i)`` for ``i != j``, 0 on the diagonal (Eq. 3.6).
 
-    Infinite where two eigenvalues coincide: the instability SVD-Padé removes.
+    Infinite where two eigenvalues coincide: the instability SVD-Padé removes. The diagonal
+    divides by 1, not 0, before it is masked: ``where(eye, 0, 1/0)`` is right in value, but
+    its derivative ``0 * inf = NaN`` made every second-order gradient NaN, even on distinct
+    eigenvalues.
     """
     diff = L.unsqueeze(-2) - L.unsqueeze(-1)  # diff[i, j] = lambda_j - lambda_i
     eye = torch.eye(L.shape[-1], dtype=torch.bool, device=L.device)
-    return torch.where(eye, torch.zeros_like(diff), 1.0 / diff)
+    safe = torch.where(eye, torch.ones_like(diff), diff)
+    return torch.where(eye, torch.zeros_like(diff), 1.0 / safe)
 
 
 EighForward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -68,7 +72,17 @@ def eigh_backward(
 
 
 class _EighAutograd(torch.autograd.Function):
-    """An eigendecomposition forward with the backward of a given gradient rule."""
+    """An eigendecomposition forward with the backward of a given gradient rule.
+
+    The backward is written in differentiable tensor operations, so a gradient taken with
+    ``create_graph=True`` can be differentiated again. Every derivative of the eigenpairs in
+    that double backward, including those of the eigenpairs the downstream functions saved,
+    comes from this same node, i.e. from ``rule``: the double backward is the derivative of
+    the backward only where ``rule`` equals the exact rule of Eq. 3.6 (``exact_rule``; the
+    SVD-Padé rule to rounding on resolvable gaps). Rules that drop or truncate couplings
+    (SVD-PI, SVD-TopN, SVD-Trunc, SVD-Clip, SVD-Taylor near ties) give a wrong double
+    backward; their solvers declare ``second_order = False``.
+    """
 
     @staticmethod
     def forward(ctx, A: torch.Tensor, forward_fn: EighForward, rule: GradientRule):  # type: ignore[override]

@@ -6,8 +6,9 @@ Solvers registered here (kind ``solver``):
 ``mtp-lya``
     Matrix Taylor polynomial forward (Eq. 2.7, Eq. 2.26), Lyapunov backward (Algorithm 2).
 ``mpa-lya``
-    Matrix Padé approximant forward (Eq. 2.8-2.11, Eq. 2.27), Lyapunov backward
-    (Eq. 2.20-2.23 for the square root, Eq. 2.38-2.39 for the inverse).
+    Matrix Padé approximant forward (Eq. 2.8-2.11, Eq. 2.27; by default followed by one step
+    of the coupled Padé iteration), Lyapunov backward (Eq. 2.20-2.23 for the square root,
+    Eq. 2.38-2.39 for the inverse).
 ``ns``
     Coupled Newton-Schulz iteration (Eq. 2.3) differentiated by autograd (iSQRT-COV baseline).
 ``ns-lya``
@@ -31,7 +32,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from ..core.config import (
     boolean,
@@ -78,19 +78,23 @@ SQRT, INVSQRT, BOTH = "sqrt", "invsqrt", "both"
 
 def _lya_iters_option() -> Any:
     return option(
-        8,
+        12,
         validator=integer(0, 1000),
-        help="iterations of the coupled Lyapunov sign iteration (cap when lya_tol is set); "
-        "thesis 000 Table 2.9 uses 8",
+        help="cap on the iterations of the coupled Lyapunov sign iteration (the exact count "
+        "when lya_tol is None); with the default lya_lower, 12 reaches the default lya_tol up "
+        "to condition 1e4 at n <= 256 (measured: 11 needed; 12-15 at condition 1e6); thesis "
+        "000 Table 2.9: lya_iters=8, lya_tol=None, lya_lower=None",
     )
 
 
 def _lya_tol_option() -> Any:
     return option(
-        None,
+        1e-6,
         validator=optional(floating(0.0, min_open=True)),
-        help="stop a matrix's Lyapunov iteration once ||B_k - I||_F < lya_tol (Sec. 2.3.2); "
-        "converged matrices are frozen without a host sync; None: always lya_iters",
+        help="freeze a matrix's Lyapunov iteration once ||B_k - I||_F < lya_tol (the "
+        "criterion of Sec. 2.3.2), which bounds the relative error of the gradient by about "
+        "lya_tol; masked on the device, no host sync, so every call runs lya_iters steps; "
+        "None: exactly lya_iters steps (the thesis's fixed count)",
     )
 
 
@@ -116,12 +120,13 @@ def _lya_symmetric_option() -> Any:
 
 def _lya_lower_option() -> Any:
     return option(
-        None,
+        1e-3,
         validator=optional(floating(0.0, 1.0, min_open=True, max_open=True)),
         help="assumed lower end l of the normalised spectrum of B / s: scaled Newton-Schulz "
         "sign steps (Chen-Chow) for [l, 1], same cost per step, fewer steps when l is close "
-        "to the true value, more when far below it; needs scaling 'frobenius' or 'schatten' "
-        "(eigenflow extension); None: the thesis's Eq. 2.22",
+        "to the true value, more when far below it (eigenflow extension); 1e-3 holds for "
+        "condition numbers of A up to 1e3 at n <= 1000 under the Frobenius scale; None: the "
+        "thesis's Eq. 2.22",
     )
 
 
@@ -158,7 +163,19 @@ def _degree_pair(_inst: Any, attribute: Any, value: Any) -> None:
 @config
 class LyapunovBackwardConfig:
     """Options shared by the solvers with a Lyapunov backward (thesis 000, Alg. 2): the
-    backward method, 8 iterations (Table 2.9) or a tolerance, and the pre-normalisation."""
+    backward method, the stopping rule and the pre-normalisation.
+
+    Defaults (eigenflow's, issue 17): the iteration stops on the tolerance ``||B_k - I||_F <
+    lya_tol = 1e-6`` (the criterion of Sec. 2.3.2) with a cap of ``lya_iters = 12``, and takes
+    the scaled sign steps for a normalised spectrum assumed in ``[lya_lower, 1] = [1e-3, 1]``
+    (same cost per step). Measured in float64, the gradient is then within 1e-6 of the exact
+    one (``backward="exact"``) up to condition number 1e3 (and 1e4) at n <= 256 after 11
+    steps, where the thesis's 8 plain steps (Table 2.9: ``lya_iters=8, lya_tol=None,
+    lya_lower=None``) leave 1e-3 to 0.7 at condition 1e3 (``docs/matfn.rst``). Without a host
+    sync the loop always runs to the cap: the backward costs 12 steps instead of 8 (6 matrix
+    products each, plus a norm and two masked selects); the thesis's settings above restore
+    its cost.
+    """
 
     backward: str = _backward_option()
     lya_iters: int = _lya_iters_option()
@@ -172,9 +189,14 @@ class LyapunovBackwardConfig:
 class MPALyaConfig(LyapunovBackwardConfig):
     """Options of ``mpa-lya`` (thesis 000, Sec. 2.3-2.4).
 
-    Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5]
-    for our MPA"), 8 backward iterations (Table 2.9), Frobenius pre-normalisation (Eq. 2.7,
-    Eq. 2.10, Sec. 2.3.2), an LU solve (the thesis only says "solve" instead of inverting).
+    Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5] for
+    our MPA"), Frobenius pre-normalisation (Eq. 2.7, Eq. 2.10, Sec. 2.3.2), an LU solve (the
+    thesis only says "solve" instead of inverting), and the backward stopping rule of
+    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
+    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``). ``steps = 2`` is eigenflow's (``steps
+    = 1`` is the thesis's Algorithm 1): the single approximant returns ``sqrt(||A||_F) P_M(1) /
+    Q_N(1) = sqrt(||A||_F) / 11`` for an eigenvalue that tends to 0, so above condition ~1e2 it
+    lost to ``ns`` (issue 17); the second step removes that (docs/matfn.rst, "Accuracy").
     """
 
     degree: tuple[int, int] = option(
@@ -182,6 +204,14 @@ class MPALyaConfig(LyapunovBackwardConfig):
         converter=_pair,
         validator=_degree_pair,
         help="[M, N] degrees of the numerator P_M and denominator Q_N (Eq. 2.8-2.10)",
+    )
+    steps: int = option(
+        2,
+        validator=integer(1, 8),
+        help="steps of the coupled Padé iteration: 1 is the thesis's single approximant "
+        "(Eq. 2.11, 2.27); each further step costs max(M, N) + 3 matrix products and one "
+        "solve and raises the convergence order to M + N + 1 (eigenflow extension; 2: as "
+        "accurate as ns or better at every condition number, see docs/matfn.rst)",
     )
     solve: str = option(
         "lu",
@@ -196,8 +226,10 @@ class MPALyaConfig(LyapunovBackwardConfig):
 class MTPLyaConfig(LyapunovBackwardConfig):
     """Options of ``mtp-lya`` (thesis 000, Sec. 2.3-2.4).
 
-    Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), 8 backward iterations
-    (Table 2.9), Frobenius pre-normalisation (Eq. 2.7).
+    Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), Frobenius
+    pre-normalisation (Eq. 2.7), and the backward stopping rule of
+    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
+    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     degree: int = option(
@@ -222,7 +254,9 @@ class NSConfig:
 class NSLyaConfig(LyapunovBackwardConfig):
     """Options of ``ns-lya`` (thesis 000, Eq. 2.49, Table 2.10).
 
-    Default 5 forward iterations, the NS setting of Sec. 2.1; 8 backward iterations (Table 2.9).
+    Default 5 forward iterations, the NS setting of Sec. 2.1, and the backward stopping rule of
+    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
+    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     iters: int = option(
@@ -234,8 +268,10 @@ class NSLyaConfig(LyapunovBackwardConfig):
 class SVDLyaConfig(LyapunovBackwardConfig):
     """Options of ``svd-lya`` (thesis 000, Table 2.10; forward Eq. 3.2-3.3).
 
-    8 backward iterations (Table 2.9). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``)
-    keeping the square root of singular PSD input finite.
+    Backward: the backward stopping rule of :class:`LyapunovBackwardConfig` (tolerance 1e-6
+    within 12 scaled steps; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None,
+    lya_lower=None``). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``) keeping the
+    square root of singular PSD input finite.
     """
 
     scaling: str = _scaling_option("the Lyapunov iteration (the forward is eigh)")
@@ -289,17 +325,25 @@ def _lyapunov_problem(
 class _LyapunovBackward(torch.autograd.Function):
     """A forward given as a function, differentiated by solving the Lyapunov equation.
 
+    Double backward (``create_graph=True``): the backward is itself a function of ``A`` (through
+    the forward's ``A^(1/2)`` or ``A^(-1/2)``) and of the incoming gradient, made of
+    differentiable matrix operations (the sign iteration, or the eigendecomposition solve).
+    Under ``create_graph=True`` (grad mode on inside ``backward``) the forward is recomputed
+    with autograd recording and the backward runs on that, so autograd differentiates the
+    backward exactly as computed (``gradgradcheck`` against finite differences of this
+    backward); ordinary backward does neither (no extra cost).
+
     Not supported: ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``: no
-    ``setup_context``/vmap rule) and double backward (``once_differentiable``). Ordinary
-    autograd, any batch, CPU and CUDA are. The iterative backward is graph-capturable (matrix
-    products only, no host sync); ``backward="exact"`` calls ``torch.linalg.eigh``.
+    ``setup_context``/vmap rule). Ordinary autograd, any batch, CPU and CUDA are. The
+    iterative backward is graph-capturable (matrix products only, no host sync);
+    ``backward="exact"`` calls ``torch.linalg.eigh``.
     """
 
     @staticmethod
     def forward(ctx, A, forward_fn, want, opts):  # type: ignore[override]
         root, inv, L, V = forward_fn(A, want)
-        ctx.want, ctx.opts = want, opts
-        ctx.save_for_backward(root, inv, L, V)
+        ctx.want, ctx.opts, ctx.forward_fn = want, opts, forward_fn
+        ctx.save_for_backward(A, root, inv, L, V)
         if want == SQRT:
             return root
         if want == INVSQRT:
@@ -307,10 +351,13 @@ class _LyapunovBackward(torch.autograd.Function):
         return root, inv
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *grads):  # type: ignore[override]
-        root, inv, L, V = ctx.saved_tensors
+        A, root, inv, L, V = ctx.saved_tensors
         want, opts = ctx.want, ctx.opts
+        if torch.is_grad_enabled():
+            # create_graph=True: the forward again, recorded, so that the backward below is
+            # differentiated through A^(1/2)(A) (not through this node's own approximation).
+            root, inv, L, V = ctx.forward_fn(A, want)
         g_root = grads[0] if want in (SQRT, BOTH) else None
         g_inv = grads[-1] if want in (INVSQRT, BOTH) else None
         if g_root is None and g_inv is None:
@@ -340,16 +387,15 @@ class _LyapunovBackward(torch.autograd.Function):
 
 class _MatFnSolver(Solver):
     """Shared code of the solvers here: a forward computing what is asked for (``_forward``)
-    wrapped in :class:`_LyapunovBackward`. Subclasses implement :meth:`_forward`."""
+    wrapped in :class:`_LyapunovBackward`. Subclasses implement :meth:`_forward`.
 
-    def __init__(self, config: Any = None, **options: Any):
-        super().__init__(config, **options)
-        if self.config.lya_lower is not None and self.config.scaling == "spectral":
-            raise ConfigError(
-                f"option 'lya_lower' = {self.config.lya_lower!r} is invalid with scaling = "
-                "'spectral': the scaled sign steps need ||B / s||_2 <= 1, which 'frobenius' "
-                "and 'schatten' guarantee"
-            )
+    ``second_order``: the double backward differentiates the Lyapunov backward as computed
+    (through a recorded recomputation of the forward, see :class:`_LyapunovBackward`), every
+    option included; with ``backward="exact"`` or the ``svd-lya`` forward it goes through
+    ``torch.linalg.eigh``, so it is non-finite on repeated eigenvalues.
+    """
+
+    second_order: ClassVar[bool] = True
 
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -438,33 +484,47 @@ class MPALyaSolver(_MatFnSolver):
     ``P_M X = Q_N / sqrt(||A||_F)`` (Eq. 2.27): no explicit inverse, one batched LU solve per
     factor (``torch.linalg.solve_ex`` without error checks, so no host sync; ``solve=
     "cholesky"``: a Cholesky factorisation and two triangular solves). ``max(M, N) - 1``
-    matrix products.
+    matrix products. That is ``steps=1``; the default ``steps=2`` continues from the inverse
+    approximant with one step of the coupled Padé iteration (:meth:`_coupled_steps`, one more
+    solve and ``max(M, N) + 3`` products), which makes it at least as accurate as ``ns`` at
+    every condition number (the single approximant is not above condition ~1e2).
 
     Backward: the coupled Lyapunov sign iteration (Eq. 2.20-2.23) on ``A^(1/2)``, or on
-    ``A^(-1/2)`` with the right-hand side of Eq. 2.38-2.39 for the inverse square root
-    (``backward="exact"``: the eigendecomposition-based solution instead).
+    ``A^(-1/2)`` with the right-hand side of Eq. 2.38-2.39 for the inverse square root, by
+    default to ``||B_k - I||_F < 1e-6`` within 12 scaled steps (:class:`LyapunovBackwardConfig`;
+    ``backward="exact"``: the eigendecomposition-based solution instead).
 
     Speed options (eigenflow extensions, ``docs/matfn.rst``): ``solve="cholesky"``,
     ``scaling="schatten"``, ``lya_symmetric=True``, ``lya_lower``. On CPU, 64 float32
-    matrices of size 64, ``solve="cholesky", scaling="schatten", lya_symmetric=True,
-    lya_lower=0.1, lya_iters=3`` runs forward+backward 1.35x faster than ``eigh`` + autograd
-    with two threads (measured), with smaller forward and gradient errors than the defaults
-    on covariance matrices whose normalised root spectrum starts near 0.1.
+    matrices of size 64, ``steps=1, solve="cholesky", scaling="schatten", lya_symmetric=True,
+    lya_lower=0.1, lya_iters=3, lya_tol=None`` ran forward+backward 1.35x faster than
+    ``eigh`` + autograd with two threads (measured before issue 17), with smaller forward and
+    gradient errors than the thesis's settings (not than the current defaults) on covariance
+    matrices whose normalised root spectrum starts near 0.1.
 
     The backward is an approximation of the derivative of the true square root, not the
     derivative of the Padé approximant (``exact_gradient = False``); it never divides by
     eigenvalue differences, so it stays finite on repeated eigenvalues. Implemented as a
     custom ``torch.autograd.Function``: not supported under ``torch.func`` transforms
-    (``vmap``, ``grad``, ``jacrev``) nor for double backward.
+    (``vmap``, ``grad``, ``jacrev``); double backward is (``second_order``).
     """
 
     Config = MPALyaConfig
     source = "000 (Song 2023), Sec. 2.3-2.4, Eq. 2.8-2.11, 2.20-2.23, 2.27, 2.38-2.39, Alg. 1-2"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
-    # Measured max 1.0e-2 (cond <= 10, n <= 64, both dtypes: the Padé error dominates and
-    # grows with n under Frobenius scaling; 2e-2 at n = 128, 3.7e-2 at n = 256).
-    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 2e-2, torch.float64: 2e-2}
+    # Measured max (cond <= 10, n <= 64) 3.2e-6 in float32 and 6.0e-15 in float64 with the
+    # default steps = 2 (steps = 1, the thesis's: 1.0e-2 in both, growing with n under
+    # Frobenius scaling: 2e-2 at n = 128, 3.7e-2 at n = 256).
+    forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-5, torch.float64: 3e-14}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (2e-5, 2e-5, 2e-4, 2e-3, 1e-2, 2e-2, 2e-2),
+        ("invsqrt", torch.float32): (2e-5, 2e-5, 2e-4, 5e-2, 5e-1, 2e0, 2e0),
+        ("sqrt", torch.float64): (5e-14, 5e-14, 5e-7, 1e-3, 1e-2, 2e-2, 2e-2),
+        ("invsqrt", torch.float64): (5e-14, 5e-14, 5e-6, 5e-2, 5e-1, 2e0, 2e0),
+    }
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
@@ -493,11 +553,48 @@ class MPALyaSolver(_MatFnSolver):
         Z, s, Z2 = _normalised_with_square(A, self.config.scaling)
         P, Q = matrix_polynomials(Z, self._polynomial_coefficients(), Z2)
         method = self.config.solve
+        if self.config.steps > 1:
+            W = _solve_commuting_spd(P, Q, method)  # (A / s)^(-1/2) to [N, M] Padé accuracy
+            return self._coupled_steps(A / s, W, s, want)
         root = inv = None
         if want in (SQRT, BOTH):
             root = _symmetric_part_times(_solve_commuting_spd(Q, P, method), s.sqrt())
         if want in (INVSQRT, BOTH):
             inv = _symmetric_part_times(_solve_commuting_spd(P, Q, method), s.rsqrt())
+        return root, inv, None, None
+
+    def _coupled_steps(
+        self, An: torch.Tensor, W: torch.Tensor, s: torch.Tensor, want: str
+    ) -> ForwardResult:
+        """Steps ``2..steps`` of the coupled Padé iteration for ``An = A / s`` from ``W_1 =
+        P_M(Z)^(-1) Q_N(Z)``, the first step (Eq. 2.27 without the scale).
+
+        ``Y_1 = An W_1``; then ``E = I - Y_k W_k``, ``R = P_M(E)^(-1) Q_N(E)`` (the ``[N, M]``
+        Padé approximant of ``(1 - e)^(-1/2)``), ``Y_{k+1} = Y_k R``, ``W_{k+1} = R W_k``:
+        the Padé family of iterations for the square root in coupled form (Higham 2008,
+        *Functions of Matrices*, thesis ref. [94]; the Newton-Schulz iteration of Eq. 2.3 is
+        its ``[1, 0]`` member). Every iterate is a rational function of ``An``, so they
+        commute, the same solve applies, and ``1 - y w`` goes to 0 with order ``M + N + 1``.
+        The square root is ``An W``, not the thesis's ``P_M(Z) / Q_N(Z)``: as an eigenvalue
+        ``x`` of ``An`` tends to 0 it tends to 0 (``sqrt(x)`` is approached from below) instead of
+        ``P_M(1) / Q_N(1) = 1/11``; the eigenvalues of ``E`` stay in ``[0, 1)`` (measured
+        ``>= -2e-10`` for ``x`` in ``(0, 1.6]``), where ``P_M`` and ``Q_N`` are positive, so
+        ``solve="cholesky"`` applies to every step. ``max(M, N) + 3`` matrix products and one
+        solve per step (one product fewer in the last when only one factor is wanted).
+        """
+        coeffs = self._polynomial_coefficients()
+        method = self.config.solve
+        eye = torch.eye(An.shape[-1], dtype=An.dtype, device=An.device).expand_as(An)
+        Y = An @ W
+        for k in range(2, self.config.steps + 1):
+            E = torch.baddbmm(eye, Y, W, alpha=-1.0)
+            P, Q = matrix_polynomials(E, coeffs)
+            R = _solve_commuting_spd(P, Q, method)
+            last = k == self.config.steps
+            Y = Y if last and want == INVSQRT else Y @ R
+            W = W if last and want == SQRT else R @ W
+        root = _symmetric_part_times(Y, s.sqrt()) if want in (SQRT, BOTH) else None
+        inv = _symmetric_part_times(W, s.rsqrt()) if want in (INVSQRT, BOTH) else None
         return root, inv, None, None
 
 
@@ -515,7 +612,7 @@ class MTPLyaSolver(_MatFnSolver):
     the accuracy table in ``docs/matfn.rst``.
 
     Backward as ``mpa-lya`` (``exact_gradient = False``, ``robust_gradient = True``; no
-    ``torch.func`` transforms, no double backward).
+    ``torch.func`` transforms; double backward supported).
     """
 
     Config = MTPLyaConfig
@@ -524,6 +621,14 @@ class MTPLyaSolver(_MatFnSolver):
     robust_gradient: ClassVar[bool] = True
     # Measured max 7.7e-2 (cond <= 10, n <= 64, both dtypes).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-1, torch.float64: 1e-1}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (1e-1, 5e-1, 1e0, 1e0, 2e0, 2e0, 2e0),
+        ("invsqrt", torch.float32): (5e-1, 1e0, 2e0, 2e0, 2e0, 2e0, 2e0),
+        ("sqrt", torch.float64): (1e-1, 5e-1, 1e0, 1e0, 2e0, 2e0, 2e0),
+        ("invsqrt", torch.float64): (5e-1, 1e0, 2e0, 2e0, 2e0, 2e0, 2e0),
+    }
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
@@ -578,8 +683,17 @@ class NSSolver(Solver):
     source = "000 (Song 2023), Sec. 2.1, Eq. 2.3"
     exact_gradient: ClassVar[bool] = True
     robust_gradient: ClassVar[bool] = True
+    second_order: ClassVar[bool] = True  # plain autograd: any order
     # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float32): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+        ("sqrt", torch.float64): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float64): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+    }
 
     def _sqrt_invsqrt(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return coupled_newton_schulz(A, self.config.iters, self.config.scaling)
@@ -595,7 +709,7 @@ class NSLyaSolver(_MatFnSolver):
     ``(A / ||A||_F)^(-1/2)`` (3 matrix products per iteration); ``A^(-1/2) = Z_k /
     sqrt(||A||_F)`` and ``A^(1/2) = Z_k A / sqrt(||A||_F)`` (Proposition 2: ``Y_k = Z_k A /
     ||A||_F``, one more product). Backward as ``mpa-lya`` (``exact_gradient = False``; no
-    ``torch.func`` transforms, no double backward).
+    ``torch.func`` transforms; double backward supported).
     """
 
     Config = NSLyaConfig
@@ -604,6 +718,14 @@ class NSLyaSolver(_MatFnSolver):
     robust_gradient: ClassVar[bool] = True
     # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes; same iterates as ``ns``).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float32): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+        ("sqrt", torch.float64): (1e-2, 1e-1, 2e-1, 5e-1, 5e-1, 5e-1, 5e-1),
+        ("invsqrt", torch.float64): (1e-2, 5e-1, 1e0, 2e0, 2e0, 2e0, 2e0),
+    }
 
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         s = normalising_scale(A, self.config.scaling)
@@ -631,7 +753,7 @@ class SVDLyaSolver(_MatFnSolver):
     describes the default ``backward="lyapunov"``, an approximation). The backward never
     divides by eigenvalue differences (``robust_gradient``). Note that ``eigh`` cannot be
     captured in a CUDA graph. Custom ``torch.autograd.Function``: no ``torch.func``
-    transforms, no double backward.
+    transforms; double backward supported (through ``eigh``: non-finite on ties).
     """
 
     Config = SVDLyaConfig
@@ -640,6 +762,15 @@ class SVDLyaSolver(_MatFnSolver):
     robust_gradient: ClassVar[bool] = True
     # Measured max 1.0e-6 (float32) and 0 (float64) against float64 eigh (cond <= 10, n <= 64).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-5, torch.float64: 1e-11}
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst); float32
+    # inverse roots are limited by eigh's float32 eigenvalues (absolute error ~eps lambda_max).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 1e-4, 5e-4),
+        ("invsqrt", torch.float32): (2e-5, 2e-5, 2e-5, 5e-5, 2e-3, 2e-2, 5e-1),
+        ("sqrt", torch.float64): (5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14),
+        ("invsqrt", torch.float64): (5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14),
+    }
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)

@@ -110,12 +110,22 @@ class BatchedEDSolver(EighSolver):
     source = "000 (Song 2023), Sec. 3.4, Eq. 3.19-3.46, Table 3.6"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
+    # Same backward as svd-pade (or svd with backward="exact"): see SVDPadeSolver.
+    second_order: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
     trace_blocker: ClassVar[str | None] = (
         "the PyTorch implementation reads the active block range of the QR sweeps on the host "
         "once per sweep (it stops when every matrix has converged), and on_failure "
         "'warn'/'raise' counts the unconverged matrices on the host"
     )
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 5e-5),
+        ("invsqrt", torch.float32): (2e-5, 2e-5, 2e-5, 1e-4, 5e-4, 5e-3, 5e-2),
+        ("sqrt", torch.float64): (5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 2e-13),
+        ("invsqrt", torch.float64): (5e-14, 5e-14, 5e-14, 2e-13, 1e-12, 2e-11, 2e-10),
+    }
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)

@@ -76,6 +76,16 @@ class EighSolver(Solver):
     """
 
     provides_eigh: ClassVar[bool] = True
+    # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
+    # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst); the same
+    # for every solver sharing this exact eigh forward. Float32 inverse roots are limited by
+    # eigh's float32 eigenvalues (absolute error ~eps lambda_max).
+    error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
+        ("sqrt", torch.float32): (2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 1e-4, 5e-4),
+        ("invsqrt", torch.float32): (2e-5, 2e-5, 2e-5, 5e-5, 2e-3, 2e-2, 5e-1),
+        ("sqrt", torch.float64): (5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14),
+        ("invsqrt", torch.float64): (5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14, 5e-14),
+    }
 
     def gradient_rule(self, L: torch.Tensor) -> torch.Tensor:
         """``F (..., n, n)`` from eigenvalues ``(..., n)``; the exact rule by default."""

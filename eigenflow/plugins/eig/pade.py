@@ -56,6 +56,10 @@ class SVDPadeSolver(EighSolver):
     source = "000 (Song 2023), Sec. 3.3.2, Eq. 3.14-3.18, Tables 3.1-3.2"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
+    # The Padé rule equals the exact one to rounding on resolvable gaps, so the double
+    # backward (every eigenpair derivative by the same rule) is the derivative of this
+    # backward there (gradgradcheck); on ties it stays bounded like the first derivative.
+    second_order: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
 
     def __init__(self, config=None, **options):

@@ -41,4 +41,7 @@ class SVDSolver(EighSolver):
     source = "000 (Song 2023), Sec. 3.2, Eq. 3.1-3.7"
     exact_gradient: ClassVar[bool] = True
     robust_gradient: ClassVar[bool] = False
+    # Double backward through the exact rule: the exact second derivative on distinct
+    # eigenvalues (gradgradcheck), non-finite on ties like the first derivative.
+    second_order: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
