@@ -27,6 +27,8 @@ of :class:`~eigenflow.core.solver.Solver` flatten any leading batch dimensions.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -214,11 +216,14 @@ class MPALyaConfig(LyapunovBackwardConfig):
         "accurate as ns or better at every condition number, see docs/matfn.rst)",
     )
     solve: str = option(
-        "lu",
-        validator=one_of(("lu", "cholesky")),
-        help="linear solve of Eq. 2.11 / 2.27: 'lu' (batched LU, any degrees) or 'cholesky' "
-        "(P_M and Q_N are symmetric and positive definite on the spectrum; Cholesky and two "
-        "triangular solves, about 2x faster on CPU; eigenflow extension)",
+        "newton",
+        validator=one_of(("newton", "lu", "cholesky")),
+        help="linear solve of Eq. 2.11 / 2.27: 'newton' (Newton-Schulz inverse of the "
+        "denominator from a minimax polynomial start, matrix products only: no LU, no host "
+        "sync, capturable in a CUDA graph; to float rounding), 'lu' (batched LU) or 'cholesky' "
+        "(Cholesky and two triangular solves); all three need the solved polynomial positive "
+        "on the spectrum, which the config checks for 'newton' and 'cholesky' (eigenflow "
+        "extensions; the thesis only says 'solve')",
     )
 
 
@@ -435,20 +440,80 @@ def _normalised_with_square(
     return Z, s, Z2
 
 
-def _solve_commuting_spd(Q: torch.Tensor, P: torch.Tensor, method: str) -> torch.Tensor:
+def _solve_commuting_spd(
+    Q: torch.Tensor, P: torch.Tensor, method: str, start: torch.Tensor | None = None, iters: int = 0
+) -> torch.Tensor:
     """``Q^(-1) P`` for ``Q``, ``P`` polynomials in the same symmetric ``Z`` (so they commute).
 
-    ``"lu"``: ``torch.linalg.solve_ex`` (no error check, no host sync). ``"cholesky"``: ``Q =
-    U^T U`` and ``Q^(-1) P = P Q^(-1) = (P U^(-1)) U^(-T)``, two triangular solves from the
-    right (on CPU, float32, 64 x 64 x 64: 2.9 ms against 5.0 ms from the left and 5.4 ms for
-    the LU solve, measured). Needs ``Q`` positive definite, which the config checks for the
-    Padé denominators and numerators on the spectrum of ``Z``.
+    ``"newton"``: ``iters`` Newton-Schulz steps ``X <- 2 X - X Q X`` for ``Q^(-1)`` from
+    ``start`` (a polynomial in ``Z``, :class:`_NewtonInverse`), then ``X P``: ``2 iters + 1``
+    matrix products, nothing else. ``"lu"``: ``torch.linalg.solve_ex`` (no error check).
+    ``"cholesky"``: ``Q = U^T U`` and ``Q^(-1) P = P Q^(-1) = (P U^(-1)) U^(-T)``, two
+    triangular solves from the right (on CPU, float32, 64 x 64 x 64: 2.9 ms against 5.0 ms from
+    the left and 5.4 ms for the LU solve, measured). ``"newton"`` and ``"cholesky"`` need ``Q``
+    positive definite, which the config checks for the Padé polynomials on the spectrum.
     """
+    if method == "newton":
+        X = start
+        for _ in range(iters):
+            X = torch.baddbmm(X, X, Q @ X, beta=2.0, alpha=-1.0)
+        return X @ P
     if method == "lu":
         return torch.linalg.solve_ex(Q, P, check_errors=False)[0]
     U = torch.linalg.cholesky_ex(Q, upper=True, check_errors=False)[0]
     Y = torch.linalg.solve_triangular(U, P, upper=True, left=False)
     return torch.linalg.solve_triangular(U.mT, Y, upper=False, left=False)
+
+
+class _NewtonInverse:
+    """A Newton-Schulz inverse of ``Q(Z)`` for a scalar polynomial ``Q`` positive on the
+    interval holding the spectrum of ``Z``, prepared at configuration time.
+
+    The start ``S(Z)`` is the degree-``degree`` polynomial minimising ``max |1 - Q(z) S(z)|``
+    on the interval (Lawson's iteratively reweighted least squares on 2000 Chebyshev points,
+    in float64); it costs no matrix product beyond the powers of ``Z`` the Padé polynomials
+    already need. With ``rho`` that maximum, ``k`` steps leave ``|1 - Q(z) X_k(z)| <=
+    rho^(2^k)`` for every eigenvalue (all iterates are functions of ``Z``), so the relative
+    error of ``X_k P`` is at most ``rho^(2^k)``: :meth:`iterations` picks the smallest ``k``
+    below a quarter of the dtype's unit roundoff. For ``[5, 5]`` on ``[0, 1]``: ``rho`` 0.14
+    for ``Q_N`` (4 steps in float32, 5 in float64) and 0.60 for ``P_M`` (6 and 7).
+    """
+
+    def __init__(self, coeffs: tuple[float, ...], lo: float, hi: float, degree: int):
+        margin = 0.005 * (hi - lo)  # rounding can put eigenvalues just outside [lo, hi]
+        lo, hi = lo - margin, hi + margin
+        points = np.polynomial.chebyshev.chebpts1(2000) * (hi - lo) / 2 + (hi + lo) / 2
+        q = np.polynomial.polynomial.polyval(points, coeffs)
+        if not (q > 0).all():
+            raise ConfigError(
+                f"a Newton-Schulz solve needs the polynomial {list(coeffs)} positive on "
+                f"[{lo:.3g}, {hi:.3g}]; use solve='lu'"
+            )
+        basis = (
+            np.polynomial.chebyshev.chebvander((2 * points - (hi + lo)) / (hi - lo), degree)
+            * q[:, None]
+        )
+        weights = np.full(len(points), 1.0 / len(points))
+        for _ in range(100):
+            root = np.sqrt(weights)
+            cheb, *_ = np.linalg.lstsq(basis * root[:, None], root, rcond=None)
+            residual = np.abs(1.0 - basis @ cheb)
+            weights = weights * residual / np.sum(weights * residual)
+        series = np.polynomial.Chebyshev(cheb, domain=[lo, hi]).convert(
+            kind=np.polynomial.Polynomial
+        )
+        self.start = tuple(float(c) for c in series.coef)
+        self.rho = float(np.max(np.abs(1.0 - q * series(points))))
+        if not self.rho < 0.99:
+            raise ConfigError(
+                f"the Newton-Schulz start for {list(coeffs)} reaches only |1 - Q S| <= "
+                f"{self.rho:.3g} on [{lo:.3g}, {hi:.3g}]; use solve='lu'"
+            )
+
+    def iterations(self, dtype: torch.dtype) -> int:
+        """Steps for ``rho^(2^k) <= eps(dtype) / 4``."""
+        target = torch.finfo(dtype).eps / 4
+        return max(0, math.ceil(math.log2(math.log(target) / math.log(self.rho))))
 
 
 def _symmetric_part_times(X: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -533,6 +598,14 @@ class MPALyaSolver(_MatFnSolver):
         self._coefficients = (1.0, *(-c for c in p)), (1.0, *(-c for c in q))
         if self.config.solve == "cholesky":
             self._check_cholesky_applies()
+        self._newton: dict[tuple[str, str], _NewtonInverse] = {}
+        if self.config.solve == "newton":
+            # Z = I - A/s has its spectrum in _z_interval; E = I - Y W of the coupled steps in
+            # [0, 1) (measured >= -2e-10 for eigenvalues of A/s in (0, 1.6]).
+            degree = max(self.config.degree)
+            for where, (lo, hi) in (("Z", _z_interval(self.config.scaling)), ("E", (0.0, 1.0))):
+                for label, coeffs in zip(("P", "Q"), self._coefficients):
+                    self._newton[where, label] = _NewtonInverse(coeffs, lo, hi, degree)
 
     def _polynomial_coefficients(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Ascending coefficients of ``P_M`` and ``Q_N`` (Eq. 2.10)."""
@@ -549,18 +622,45 @@ class MPALyaSolver(_MatFnSolver):
                     "definite; use solve='lu'"
                 )
 
+    def _solver_polynomials(
+        self, Z: torch.Tensor, where: str, denominators: tuple[str, ...], Z2: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Callable]]:
+        """``P_M(Z)``, ``Q_N(Z)`` and, per polynomial in ``denominators`` (``"P"``/``"Q"``),
+        a function ``numerator -> denominator^(-1) numerator`` by the configured solve (the
+        Newton-Schulz starts share the powers of ``Z``)."""
+        method = self.config.solve
+        newton = [self._newton[where, d] for d in denominators] if method == "newton" else []
+        polys = matrix_polynomials(
+            Z, (*self._polynomial_coefficients(), *(n.start for n in newton)), Z2
+        )
+        P, Q = polys[0], polys[1]
+        by_label = {"P": P, "Q": Q}
+        solves = {}
+        for i, label in enumerate(denominators):
+            if method == "newton":
+                start, iters = polys[2 + i], newton[i].iterations(Z.dtype)
+            else:
+                start, iters = None, 0
+            solves[label] = functools.partial(
+                _solve_commuting_spd, by_label[label], method=method, start=start, iters=iters
+            )
+        return P, Q, solves
+
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         Z, s, Z2 = _normalised_with_square(A, self.config.scaling)
-        P, Q = matrix_polynomials(Z, self._polynomial_coefficients(), Z2)
-        method = self.config.solve
         if self.config.steps > 1:
-            W = _solve_commuting_spd(P, Q, method)  # (A / s)^(-1/2) to [N, M] Padé accuracy
+            _, Q, solve = self._solver_polynomials(Z, "Z", ("P",), Z2)
+            W = solve["P"](Q)  # (A / s)^(-1/2) to [N, M] Padé accuracy
             return self._coupled_steps(A / s, W, s, want)
+        needed = (("Q",) if want in (SQRT, BOTH) else ()) + (
+            ("P",) if want in (INVSQRT, BOTH) else ()
+        )
+        P, Q, solve = self._solver_polynomials(Z, "Z", needed, Z2)
         root = inv = None
         if want in (SQRT, BOTH):
-            root = _symmetric_part_times(_solve_commuting_spd(Q, P, method), s.sqrt())
+            root = _symmetric_part_times(solve["Q"](P), s.sqrt())
         if want in (INVSQRT, BOTH):
-            inv = _symmetric_part_times(_solve_commuting_spd(P, Q, method), s.rsqrt())
+            inv = _symmetric_part_times(solve["P"](Q), s.rsqrt())
         return root, inv, None, None
 
     def _coupled_steps(
@@ -582,14 +682,12 @@ class MPALyaSolver(_MatFnSolver):
         ``solve="cholesky"`` applies to every step. ``max(M, N) + 3`` matrix products and one
         solve per step (one product fewer in the last when only one factor is wanted).
         """
-        coeffs = self._polynomial_coefficients()
-        method = self.config.solve
         eye = torch.eye(An.shape[-1], dtype=An.dtype, device=An.device).expand_as(An)
         Y = An @ W
         for k in range(2, self.config.steps + 1):
             E = torch.baddbmm(eye, Y, W, alpha=-1.0)
-            P, Q = matrix_polynomials(E, coeffs)
-            R = _solve_commuting_spd(P, Q, method)
+            _, Q, solve = self._solver_polynomials(E, "E", ("P",), None)
+            R = solve["P"](Q)
             last = k == self.config.steps
             Y = Y if last and want == INVSQRT else Y @ R
             W = W if last and want == SQRT else R @ W
