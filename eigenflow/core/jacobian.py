@@ -41,15 +41,20 @@ def normal_jacobian_mv(
         respect to the generator's parameters.
     """
     B, m = z.shape
-    z_rep = z.detach()[:, None, :].expand(B, k, m).reshape(B * k, m).requires_grad_(True)
-    y = generator(z_rep).reshape(B * k, -1)
-    u = torch.zeros_like(y, requires_grad=True)
-    (Jt_u,) = torch.autograd.grad(y, z_rep, u, create_graph=True)  # linear in u
+    z_rep = z.detach()[:, None, :].expand(B, k, m).reshape(B * k, m)
+
+    def flat(codes: torch.Tensor) -> torch.Tensor:
+        return generator(codes).reshape(B * k, -1)
+
+    # Forward mode for J v, reverse mode for J^T (J v): torch.func transforms, which
+    # torch.compile traces whole (torch.autograd.grad inside a traced region it does not), and
+    # which stay differentiable in the generator's parameters (captured tensors).
+    _, pullback = torch.func.vjp(flat, z_rep)
 
     def mv(V: torch.Tensor) -> torch.Tensor:
         v = V.mT.reshape(B * k, m)
-        (Jv,) = torch.autograd.grad(Jt_u, u, v, create_graph=True, retain_graph=True)
-        (JtJv,) = torch.autograd.grad(y, z_rep, Jv, create_graph=True, retain_graph=True)
+        _, Jv = torch.func.jvp(flat, (z_rep,), (v,))
+        (JtJv,) = pullback(Jv)
         return JtJv.reshape(B, k, m).mT
 
     return mv
