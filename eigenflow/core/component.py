@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +13,7 @@ from torch import nn
 
 from .config import validate_options
 from .errors import ConfigError
+from .progress import Progress
 
 __all__ = [
     "KINDS",
@@ -133,7 +135,11 @@ class Dataset(Component, torch.utils.data.Dataset):
 
 @attrs.define
 class RunContext:
-    """What a running pipeline receives: output folder, device, seed and a progress logger."""
+    """What a running pipeline receives: output folder, device, seed and a progress logger.
+
+    Progress goes to standard error (standard output is for results), and not at all with
+    ``quiet``.
+    """
 
     out_dir: Path
     device: torch.device
@@ -141,9 +147,14 @@ class RunContext:
     quiet: bool = False
 
     def log(self, message: str) -> None:
-        """Print a progress line unless ``quiet``."""
+        """Print a progress line to standard error unless ``quiet``."""
         if not self.quiet:
-            print(message, flush=True)
+            print(message, file=sys.stderr, flush=True)
+
+    def progress(self, total: int, desc: str) -> Progress:
+        """A :class:`~eigenflow.core.progress.Progress` of ``total`` steps: a tqdm bar on a
+        terminal when tqdm is installed, a line every fifth of the run otherwise."""
+        return Progress(total, desc, quiet=self.quiet)
 
 
 class PipelineBase(Component):
