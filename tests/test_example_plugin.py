@@ -4,6 +4,8 @@ conformance suite the way a plugin author would run it."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,9 +16,25 @@ from helpers import ROOT, run_python
 EXAMPLE = ROOT / "examples" / "eigenflow-plugin-example"
 
 
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# Only the example among third-party plugins: a plugin the user installed (an author's copy of
+# the example, with the same names) must not change what these tests see.
+ISOLATED = {
+    "EIGENFLOW_DISABLE_PLUGIN_AUTOLOAD": "1",
+    "EIGENFLOW_PLUGINS": "eigenflow-plugin-example",
+}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """``pip install --target`` the example distribution into a private folder."""
+    """``pip install --target`` a copy of the example distribution into a private folder
+    (building from a copy leaves no ``build/`` or ``.egg-info`` in the source tree)."""
+    before = _tree(EXAMPLE)
+    source = tmp_path_factory.mktemp("src") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path_factory.mktemp("site")
     cmd = [
         sys.executable,
@@ -29,11 +47,12 @@ def installed(tmp_path_factory):
         "--no-index",
         "--target",
         str(target),
-        str(EXAMPLE),
+        str(source),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert list(target.glob("eigenflow_plugin_example-*.dist-info"))
+    assert _tree(EXAMPLE) == before, "installing the example wrote into the source tree"
     return target
 
 
@@ -48,7 +67,7 @@ def test_discovered_created_and_accurate(installed):
         print(float((S - ref).abs().max()) < 1e-10)
         print(ef.create("metric", "sqrt-residual")(S, A) < 1e-10)
     """)
-    out = run_python(code, pythonpath=[installed])
+    out = run_python(code, pythonpath=[installed], env=ISOLATED)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True", "True"]
 
@@ -65,7 +84,7 @@ def test_used_in_a_pipeline_and_listed_by_cli(installed, tmp_path):
         main(["list", "solver"])
         main(["info", "solver", "denman-beavers"])
     """)
-    out = run_python(code, pythonpath=[installed])
+    out = run_python(code, pythonpath=[installed], env=ISOLATED)
     assert out.returncode == 0, out.stderr
     assert "SOLVER denman-beavers" in out.stdout
     assert "denman-beavers" in out.stdout and "[eigenflow-plugin-example]" in out.stdout
@@ -94,7 +113,7 @@ def test_plugin_author_runs_the_conformance_suite(installed, tmp_path):
         timeout=600,
         check=False,
         cwd=tmp_path,
-        env={**__import__("os").environ, "PYTHONPATH": env_path},
+        env={**os.environ, **ISOLATED, "PYTHONPATH": env_path},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout and "failed" not in done.stdout
