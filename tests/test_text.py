@@ -56,9 +56,10 @@ def test_edit_distance():
         ("svd_pade", "svd-pade"),  # distance 1 beats the prefix 'svd'
         ("SVD-PADE", "svd-pade"),
         ("sv", "svd"),  # the shortest completion
+        ("alfa", "alpha"),  # two edits in five letters
         ("qwerty", None),
     ],
 )
 def test_closest_ranks_completions_then_edit_distance(name, expected):
-    solvers = ["mpa-lya", "mtp-lya", "svd", "svd-pade", "svd-pi", "ns", "ns-lya"]
+    solvers = ["mpa-lya", "mtp-lya", "svd", "svd-pade", "svd-pi", "ns", "ns-lya", "alpha"]
     assert closest(name, solvers) == expected

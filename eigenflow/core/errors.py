@@ -113,8 +113,8 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
 
     Completions, candidates that start with ``name`` (``mpa`` -> ``mpa-lya``), come first;
     then the smallest :func:`edit_distance` (``svd_pade`` -> ``svd-pade``), then the
-    shortest, then alphabetical order. Any other candidate is close when at most a third of
-    the longer name's characters (at least one) differ. Case is ignored.
+    shortest, then alphabetical order. Any other candidate is close when at most 40% of the
+    longer name's characters (at least one) differ (``alfa`` -> ``alpha``). Case is ignored.
     """
     query = str(name).lower()
     best: tuple[tuple[int, int, int, str], str] | None = None
@@ -122,7 +122,7 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
         text = str(candidate).lower()
         completion = len(query) >= 2 and text.startswith(query)
         distance = edit_distance(query, text)
-        if not completion and distance > max(1, max(len(query), len(text)) // 3):
+        if not completion and distance > max(1, round(0.4 * max(len(query), len(text)))):
             continue
         key = (0 if completion else distance, distance, len(text), text)
         if best is None or key < best[0]:
