@@ -99,15 +99,16 @@ def test_plugin_author_runs_the_conformance_suite(installed, tmp_path):
         from eigenflow.testing import MetricConformance, SolverConformance
 
         class TestDenmanBeavers(SolverConformance):
-            names = ("denman-beavers",)
+            distribution = "eigenflow-plugin-example"
 
         class TestResidual(MetricConformance):
+            distribution = "eigenflow-plugin-example"
             names = ("sqrt-residual",)
     """)
     )
     env_path = f"{installed}"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(test_file)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -117,3 +118,119 @@ def test_plugin_author_runs_the_conformance_suite(installed, tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout and "failed" not in done.stdout
+    assert "test_registered_under_its_own_name[denman-beavers] PASSED" in done.stdout
+    assert "test_computes_finite_numbers_on_example_inputs[sqrt-residual] PASSED" in done.stdout
+
+
+BROKEN_PLUGIN = '''
+import torch
+from eigenflow.core import Metric, Solver
+from eigenflow.registry import hookimpl
+
+
+class NoInputs(Metric):
+    """A metric without example inputs."""
+
+    def compute(self, x):
+        return float(x.sum())
+
+
+class AlwaysRaises(Metric):
+    """A metric that always raises."""
+
+    def compute(self, x):
+        raise RuntimeError("always")
+
+    @classmethod
+    def example_inputs(cls):
+        return (torch.ones(2),), {}
+
+
+class ReturnsTensor(Metric):
+    """A metric that returns a tensor instead of a float."""
+
+    def compute(self, x):
+        return x.sum()
+
+    @classmethod
+    def example_inputs(cls):
+        return (torch.ones(2),), {}
+
+
+class Svd(Solver):
+    """Claims the built-in name svd."""
+
+    def _sqrt_invsqrt(self, A):
+        L, V = torch.linalg.eigh(A)
+        return (V * L.sqrt()[..., None, :]) @ V.mT, (V * L.rsqrt()[..., None, :]) @ V.mT
+
+
+@hookimpl
+def eigenflow_register(registry):
+    registry.add("metric", NoInputs, name="eftest-no-inputs")
+    registry.add("metric", AlwaysRaises, name="eftest-always-raises")
+    registry.add("metric", ReturnsTensor, name="eftest-returns-tensor")
+    registry.add("solver", Svd, name="svd")
+'''
+
+BROKEN_TESTS = """
+from eigenflow.testing import LayerConformance, MetricConformance, SolverConformance
+
+class TestMetrics(MetricConformance):
+    distribution = "eftest-broken"
+
+class TestSolver(SolverConformance):
+    distribution = "eftest-broken"
+    names = ("svd",)
+
+class TestNoLayers(LayerConformance):
+    distribution = "eftest-broken"
+"""
+
+
+def test_a_broken_plugin_fails_its_conformance_run(tmp_path):
+    """A metric without example inputs, one that raises, one that returns a tensor, a name
+    taken by a built-in and a suite with nothing to test all fail, saying why."""
+    site = tmp_path / "site"
+    info = site / "eftest_broken-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: eftest-broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[eigenflow]\nbroken = eftest_broken_mod\n")
+    (site / "eftest_broken_mod.py").write_text(BROKEN_PLUGIN)
+    (tmp_path / "test_broken.py").write_text(BROKEN_TESTS)
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-W"),
+            *("ignore", "-k", "registered or example_inputs or module_and_forward"),
+            "test_broken.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    failed = {  # a failure of the test, or of its set-up (nothing to test)
+        line.split(" - ")[0].split("::", 1)[1]
+        for line in out.splitlines()
+        if line.startswith(("FAILED ", "ERROR "))
+    }
+    assert failed == {
+        "TestMetrics::test_example_inputs_provided[eftest-no-inputs]",
+        "TestMetrics::test_computes_finite_numbers_on_example_inputs[eftest-no-inputs]",
+        "TestMetrics::test_computes_finite_numbers_on_example_inputs[eftest-always-raises]",
+        "TestMetrics::test_computes_finite_numbers_on_example_inputs[eftest-returns-tensor]",
+        "TestSolver::test_registered_under_its_own_name[svd]",
+        "TestNoLayers::test_registered_under_its_own_name[nothing-to-test]",
+        "TestNoLayers::test_registered_class[nothing-to-test]",
+        "TestNoLayers::test_module_and_forward[nothing-to-test]",
+    }, out
+    # the messages say what is wrong and how to fix it
+    assert "metric 'eftest-no-inputs' has no example inputs: add a classmethod" in out
+    assert "RuntimeError: always" in out
+    assert "metric 'eftest-returns-tensor' returned a non-number: Tensor" in out
+    assert "solver 'svd' is registered by eig (from eigenflow), not by eftest-broken" in out
+    assert "TestNoLayers: no layer is registered by distribution 'eftest-broken'" in out

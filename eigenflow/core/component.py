@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import validate_options
-from .errors import ConfigError
+from .errors import ConfigError, NotSupportedError
 from .progress import Progress
 
 __all__ = [
@@ -75,6 +75,20 @@ class Layer(Component, nn.Module):
 
     kind = "layer"
 
+    @classmethod
+    def example_inputs(cls, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        """Small valid inputs of ``forward`` in ``dtype``, for tests and documentation.
+
+        Every layer overrides this: :class:`~eigenflow.testing.LayerConformance` runs forward
+        and backward on them and fails without them.
+
+        Raises
+        ------
+        NotSupportedError
+            In the base class (the layer does not provide example inputs).
+        """
+        raise NotSupportedError(f"layer {cls.name or cls.__name__!r} has no example inputs")
+
 
 class Metric(Component):
     """A measurement: ``metric(...) -> float | dict``; the inputs are documented per metric."""
@@ -90,6 +104,20 @@ class Metric(Component):
     def compute(self, *args: Any, **kwargs: Any) -> float | dict[str, Any]:
         """Compute the metric (subclasses implement this)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    @classmethod
+    def example_inputs(cls) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Small valid inputs ``(args, kwargs)`` for ``metric(*args, **kwargs)``.
+
+        Every metric overrides this: :class:`~eigenflow.testing.MetricConformance` computes
+        the metric on them (it must return finite numbers) and fails without them.
+
+        Raises
+        ------
+        NotSupportedError
+            In the base class (the metric does not provide example inputs).
+        """
+        raise NotSupportedError(f"metric {cls.name or cls.__name__!r} has no example inputs")
 
 
 class Constraint(Component):
