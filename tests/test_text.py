@@ -57,9 +57,21 @@ def test_edit_distance():
         ("SVD-PADE", "svd-pade"),
         ("sv", "svd"),  # the shortest completion
         ("alfa", "alpha"),  # two edits in five letters
+        ("fvae", "ffvae"),  # a tie at distance 1: the longer common prefix wins
         ("qwerty", None),
     ],
 )
 def test_closest_ranks_completions_then_edit_distance(name, expected):
-    solvers = ["mpa-lya", "mtp-lya", "svd", "svd-pade", "svd-pi", "ns", "ns-lya", "alpha"]
+    solvers = [
+        "mpa-lya",
+        "mtp-lya",
+        "svd",
+        "svd-pade",
+        "svd-pi",
+        "ns",
+        "ns-lya",
+        "alpha",
+        "vae",
+        "ffvae",
+    ]
     assert closest(name, solvers) == expected

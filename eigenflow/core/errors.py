@@ -112,19 +112,22 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     """Return the candidate most similar to ``name``, or ``None`` when nothing is close.
 
     Completions, candidates that start with ``name`` (``mpa`` -> ``mpa-lya``), come first;
-    then the smallest :func:`edit_distance` (``svd_pade`` -> ``svd-pade``), then the
-    shortest, then alphabetical order. Any other candidate is close when at most 40% of the
+    then the smallest :func:`edit_distance` (``svd_pade`` -> ``svd-pade``), then the longest
+    common prefix (``fvae`` -> ``ffvae`` rather than ``vae``), then the shortest, then
+    alphabetical order. Any other candidate is close when at most 40% of the
     longer name's characters (at least one) differ (``alfa`` -> ``alpha``). Case is ignored.
     """
     query = str(name).lower()
-    best: tuple[tuple[int, int, int, str], str] | None = None
+    best: tuple[tuple[int, int, int, int, str], str] | None = None
     for candidate in candidates:
         text = str(candidate).lower()
         completion = len(query) >= 2 and text.startswith(query)
         distance = edit_distance(query, text)
         if not completion and distance > max(1, round(0.4 * max(len(query), len(text)))):
             continue
-        key = (0 if completion else distance, distance, len(text), text)
+        shared = next((i for i, (a, b) in enumerate(zip(query, text)) if a != b), None)
+        shared = min(len(query), len(text)) if shared is None else shared
+        key = (0 if completion else distance, distance, -shared, len(text), text)
         if best is None or key < best[0]:
             best = (key, str(candidate))
     return None if best is None else best[1]
