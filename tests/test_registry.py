@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -448,46 +445,28 @@ def test_failures_are_explained(more_distributions):
 
 def test_cli_debug_prints_the_traceback_and_doctor_the_status(more_distributions):
     code = textwrap.dedent("""
-        import sys, warnings
+        import os, warnings
         warnings.simplefilter("ignore")
         from eigenflow.cli import main
-        mode = sys.argv[1]
-        if mode == "list":
-            main(["list", "solver"])
-        elif mode == "debug":
-            main(["--debug", "list", "solver"])
-        else:
-            sys.exit(main(["doctor"]))
+        print("=== list"); main(["list", "solver"])
+        print("=== debug"); main(["--debug", "list", "solver"])
+        os.environ["EIGENFLOW_DEBUG"] = "1"
+        print("=== env"); main(["list", "solver"])
+        del os.environ["EIGENFLOW_DEBUG"]
+        print("=== doctor"); print("=== rc", main(["doctor"]))
     """)
-    path = more_distributions / "cli_driver.py"
-    path.write_text(code)
-
-    def run(mode, env=None):
-        return subprocess.run(
-            [sys.executable, str(path), mode],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env={**os.environ, "PYTHONPATH": str(more_distributions), **(env or {})},
-        )
-
-    plain = run("list")
-    assert plain.returncode == 0, plain.stderr
-    assert "skipped plugins:" in plain.stdout and "Traceback" not in plain.stdout
-    assert "would have provided: solver 'eftest-by-attribute', metric 'eftest-by-keyword'" in (
-        plain.stdout
-    )
-    assert (
-        "run 'eigenflow --debug list' or set EIGENFLOW_DEBUG=1 for the tracebacks" in plain.stdout
-    )
-    for debug in (run("debug"), run("list", {"EIGENFLOW_DEBUG": "1"})):
-        assert debug.returncode == 0, debug.stderr
-        assert "      Traceback (most recent call last):" in debug.stdout
-        assert "import eftest_not_installed_xyz" in debug.stdout
-    doctor = run("doctor")
-    assert doctor.returncode == 1  # a plugin failed
-    rows = [line.split() for line in doctor.stdout.splitlines()]
+    out = run_python(code, pythonpath=[more_distributions])
+    assert out.returncode == 0, out.stderr
+    parts = dict(part.split("\n", 1) for part in out.stdout.split("=== ")[1:])
+    plain = parts["list"]
+    assert "skipped plugins:" in plain and "Traceback" not in plain
+    assert "would have provided: solver 'eftest-by-attribute', metric 'eftest-by-keyword'" in plain
+    assert "run 'eigenflow --debug list' or set EIGENFLOW_DEBUG=1 for the tracebacks" in plain
+    for debug in (parts["debug"], parts["env"]):
+        assert "      Traceback (most recent call last):" in debug
+        assert "import eftest_not_installed_xyz" in debug
+    assert parts["rc 1"] == ""  # a plugin failed: doctor exits 1
+    rows = [line.split() for line in parts["doctor"].splitlines()]
     assert ["eftest-unmarked", "0.1", "unmarked", "loaded", "1"] in rows
     assert ["eftest-needs-dep", "0.1", "needsdep", "failed", "0"] in rows
 
