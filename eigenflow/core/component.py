@@ -79,8 +79,9 @@ class Layer(Component, nn.Module):
     def example_inputs(cls, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
         """Small valid inputs of ``forward`` in ``dtype``, for tests and documentation.
 
-        Every layer overrides this: :class:`~eigenflow.testing.LayerConformance` runs forward
-        and backward on them and fails without them.
+        Every layer overrides this: the conformance suite
+        (:class:`~eigenflow.testing.conformance.LayerConformance`) runs forward and backward on
+        them and fails without them.
 
         Raises
         ------
@@ -109,8 +110,9 @@ class Metric(Component):
     def example_inputs(cls) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Small valid inputs ``(args, kwargs)`` for ``metric(*args, **kwargs)``.
 
-        Every metric overrides this: :class:`~eigenflow.testing.MetricConformance` computes
-        the metric on them (it must return finite numbers) and fails without them.
+        Every metric overrides this: the conformance suite
+        (:class:`~eigenflow.testing.conformance.MetricConformance`) computes the metric on them
+        (it must return finite numbers) and fails without them.
 
         Raises
         ------

@@ -12,7 +12,7 @@ __all__ = ["Progress"]
 class Progress:
     """Progress of ``total`` steps named ``desc``.
 
-    On a terminal with :mod:`tqdm` installed it draws a bar; otherwise it prints a line at
+    On a terminal with ``tqdm`` installed it draws a bar; otherwise it prints a line at
     every fifth of the run (``desc: step 30/150 loss 0.6931``); with ``quiet`` it prints
     nothing. Use as a context manager and call :meth:`update` once per step.
 

@@ -51,8 +51,8 @@ __all__ = [
 ENTRY_POINT_GROUP = "eigenflow"
 #: Set to ``1`` to load only eigenflow's own plugins (debugging a broken environment).
 AUTOLOAD_ENV = "EIGENFLOW_DISABLE_PLUGIN_AUTOLOAD"
-#: With autoload disabled, a comma-separated list of the plugins to load all the same: a
-#: distribution name (all its entry points), an entry point name or ``distribution:entry``.
+#: The plugins to load even with autoload disabled, comma separated; each is a distribution
+#: name (all its entry points), an entry point name or ``distribution:entry``.
 PLUGINS_ENV = "EIGENFLOW_PLUGINS"
 #: Set to ``1`` to put the full traceback of each skipped plugin in its warning.
 DEBUG_ENV = "EIGENFLOW_DEBUG"
