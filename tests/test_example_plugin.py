@@ -185,6 +185,21 @@ class TestSolver(SolverConformance):
 
 class TestNoLayers(LayerConformance):
     distribution = "eftest-broken"
+
+class TestAnySvd(SolverConformance):  # whoever registered it: two plugins claim the name
+    names = ("svd",)
+
+class TestEigenflowSvd(SolverConformance):  # as eigenflow's own suite: svd is eigenflow's
+    distribution = "eigenflow"
+    names = ("svd",)
+"""
+
+BROKEN_IMPORT = """
+import eftest_not_installed_xyz
+from eigenflow.core import Solver
+
+def eigenflow_register(registry):
+    registry.add("solver", Solver, name="svd")
 """
 
 
@@ -195,12 +210,15 @@ def test_a_broken_plugin_fails_its_conformance_run(tmp_path):
     info = site / "eftest_broken-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: eftest-broken\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[eigenflow]\nbroken = eftest_broken_mod\n")
+    (info / "entry_points.txt").write_text(
+        "[eigenflow]\nbroken = eftest_broken_mod\nbroken-import = eftest_broken_import_mod\n"
+    )
     (site / "eftest_broken_mod.py").write_text(BROKEN_PLUGIN)
+    (site / "eftest_broken_import_mod.py").write_text(BROKEN_IMPORT)
     (tmp_path / "test_broken.py").write_text(BROKEN_TESTS)
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-W"),
+            *(sys.executable, "-m", "pytest", "-q", "-rfEp", "-p", "no:cacheprovider", "-W"),
             *("ignore", "-k", "registered or example_inputs or module_and_forward"),
             "test_broken.py",
         ],
@@ -224,6 +242,7 @@ def test_a_broken_plugin_fails_its_conformance_run(tmp_path):
         "TestMetrics::test_computes_finite_numbers_on_example_inputs[eftest-always-raises]",
         "TestMetrics::test_computes_finite_numbers_on_example_inputs[eftest-returns-tensor]",
         "TestSolver::test_registered_under_its_own_name[svd]",
+        "TestAnySvd::test_registered_under_its_own_name[svd]",
         "TestNoLayers::test_registered_under_its_own_name[nothing-to-test]",
         "TestNoLayers::test_registered_class[nothing-to-test]",
         "TestNoLayers::test_module_and_forward[nothing-to-test]",
@@ -234,3 +253,9 @@ def test_a_broken_plugin_fails_its_conformance_run(tmp_path):
     assert "metric 'eftest-returns-tensor' returned a non-number: Tensor" in out
     assert "solver 'svd' is registered by eig (from eigenflow), not by eftest-broken" in out
     assert "TestNoLayers: no layer is registered by distribution 'eftest-broken'" in out
+    assert (
+        "solver 'svd' is claimed by more than one plugin: registered by eig (from eigenflow)" in out
+    )
+    assert "broken-import (from eftest-broken): failed to load: ModuleNotFoundError" in out
+    # the built-in keeps its name: eigenflow's own suite is not failed by the losers
+    assert "PASSED test_broken.py::TestEigenflowSvd::test_registered_under_its_own_name[svd]" in out

@@ -93,7 +93,8 @@ class ComponentConformance:
         return [
             _nothing(
                 f"{type(self).__name__}: no {self.kind} is registered{where}, so there is "
-                f"nothing to test; set names = (...) or distribution = '...' to your plugin's"
+                "nothing to test; set names = (...) to your plugin's names or "
+                "distribution = '...' to its distribution"
                 + (f" (skipped plugins: {skipped})" if skipped else "")
             )
         ]
@@ -108,8 +109,8 @@ class ComponentConformance:
             pytest.fail(name.reason, pytrace=False)
 
     def test_registered_under_its_own_name(self, name: str) -> None:
-        """The name is registered (a skipped plugin's name fails with the reason), by this
-        class's ``distribution`` when set, and no other plugin claims it too."""
+        """The name is registered (a skipped plugin's name fails with the reason): by this
+        class's ``distribution`` when set, else with no other plugin claiming it too."""
         registry = get_registries()[self.kind]
         entry = registry.entry(name)  # UnknownNameError names the skipped plugin providing it
         if self.distribution is not None:
@@ -118,6 +119,8 @@ class ComponentConformance:
                 f"{entry.distribution}), not by {self.distribution}: the name is taken, pick "
                 "another one"
             )
+        if self.distribution is not None:
+            return  # the name is this distribution's: a rival that lost fails its own suite
         rivals = [p for p in registry.problems if (self.kind, name) in p.provides]
         assert not rivals, (
             f"{self.kind} {name!r} is claimed by more than one plugin: registered by "
