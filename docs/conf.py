@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "_ext"))
-
-import eigenflow  # noqa: E402
+import eigenflow
 
 project = "eigenflow"
 author = "eigenflow developers"
@@ -21,7 +15,9 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
-    "plugin_catalogue",
+    # the plugin catalogue and one page per plugin, generated from the registry (plugin
+    # authors can use the same extension for their own plugins)
+    "eigenflow.sphinxext",
 ]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

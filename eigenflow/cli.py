@@ -1,46 +1,183 @@
-"""The ``eigenflow`` console script: list, info, run, bench."""
+"""The ``eigenflow`` console script: list, info, run, bench, doctor.
+
+Results go to standard output, progress and errors to standard error; ``--json`` prints a
+result as JSON for scripts, ``--debug`` (or ``EIGENFLOW_DEBUG=1``) adds tracebacks.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._text import first_sentence, rst_to_text
 from ._version import __version__
 from .core.config import describe_config
 from .core.errors import EigenflowError
-from .registry.registry import get_registries
+from .registry.registry import (
+    AUTOLOAD_ENV,
+    DEBUG_ENV,
+    PLUGINS_ENV,
+    PluginProblem,
+    debug_enabled,
+    get_registries,
+)
 
 __all__ = ["main"]
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or debug_enabled()
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _problem_json(problem: PluginProblem) -> dict[str, Any]:
+    return {
+        "distribution": problem.distribution,
+        "plugin": problem.plugin,
+        "reason": problem.reason,
+        "provides": [list(p) for p in problem.provides],
+        "traceback": problem.traceback,
+    }
+
+
+def _print_problems(problems: Sequence[PluginProblem], debug: bool) -> None:
+    print("skipped plugins:")
+    for problem in problems:
+        print(f"  {problem}")
+        if problem.provides and not problem.reason.startswith("skipped registration"):
+            names = ", ".join(f"{kind} {name!r}" for kind, name in problem.provides)
+            print(f"      would have provided: {names}")
+        if debug and problem.traceback:
+            for line in problem.traceback.rstrip().splitlines():
+                print(f"      {line}")
+    if not debug and any(p.traceback for p in problems):
+        print(f"  (run 'eigenflow --debug list' or set {DEBUG_ENV}=1 for the tracebacks)")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     registries = get_registries()
     kinds = [args.kind] if args.kind else list(registries.kinds)
+    listing: dict[str, list[dict[str, str]]] = {}
     for kind in kinds:
         registry = registries[kind]
-        names = registry.names(args.pattern)
-        print(f"{kind} ({len(names)}):")
-        for name in names:
+        listing[kind] = []
+        for name in registry.names(args.pattern):
             entry = registry.entry(name)
-            origin = "" if entry.distribution == "eigenflow" else f"  [{entry.distribution}]"
-            summary = _first_line(entry.cls.__doc__)
-            print(f"  {name:<24}{summary}{origin}")
+            listing[kind].append(
+                {
+                    "name": name,
+                    "summary": first_sentence(entry.cls.__doc__),
+                    "distribution": entry.distribution,
+                    "plugin": entry.plugin,
+                }
+            )
+    if args.json:
+        _print_json(
+            {"components": listing, "skipped": [_problem_json(p) for p in registries.problems]}
+        )
+        return 0
+    for kind, rows in listing.items():
+        print(f"{kind} ({len(rows)}):")
+        for row in rows:
+            origin = "" if row["distribution"] == "eigenflow" else f"  [{row['distribution']}]"
+            print(f"  {row['name']:<24}{row['summary']}{origin}")
     if registries.problems:
-        print("skipped plugins:")
-        for problem in registries.problems:
-            print(f"  {problem}")
+        _print_problems(registries.problems, _debug(args))
     return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import torch
+
+    registries = get_registries()
+    records = [
+        {
+            "distribution": r.distribution,
+            "version": r.version,
+            "entry_point": r.plugin,
+            "target": r.target,
+            "status": r.status,
+            "components": [f"{kind}:{name}" for kind, name in r.components],
+            "problems": [p.reason for p in r.problems],
+        }
+        for r in registries.records
+    ]
+    environment = {
+        "eigenflow": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        AUTOLOAD_ENV: _env_value(AUTOLOAD_ENV),
+        PLUGINS_ENV: _env_value(PLUGINS_ENV),
+        DEBUG_ENV: _env_value(DEBUG_ENV),
+    }
+    if args.json:
+        _print_json(
+            {
+                "environment": environment,
+                "plugins": records,
+                "skipped": [_problem_json(p) for p in registries.problems],
+            }
+        )
+        return 0
+    for key, value in environment.items():
+        print(f"{key + ':':<36}{value}")
+    print()
+    header = ("distribution", "version", "entry point", "status", "components")
+    table = [header] + [
+        (
+            r["distribution"],
+            r["version"] or "-",
+            r["entry_point"],
+            r["status"],
+            str(len(r["components"])),
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if registries.problems:
+        print()
+        _print_problems(registries.problems, _debug(args))
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+
+def _env_value(name: str) -> str:
+    return os.environ.get(name, "(unset)")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     registries = get_registries()
     entry = registries[args.kind].entry(args.name)
     cls = entry.cls
+    rows = describe_config(cls.Config)
+    flags = [f for f in ("provides_eigh", "exact_gradient", "robust_gradient") if hasattr(cls, f)]
+    if args.json:
+        _print_json(
+            {
+                "kind": args.kind,
+                "name": args.name,
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "distribution": entry.distribution,
+                "plugin": entry.plugin,
+                "source": cls.source,
+                "summary": first_sentence(cls.__doc__),
+                "options": [{**row, "default": repr(row["default"])} for row in rows],
+                "properties": {f: getattr(cls, f) for f in flags},
+            }
+        )
+        return 0
     print(f"{args.kind} {args.name!r}")
     print(f"  class:        {cls.__module__}.{cls.__qualname__}")
     print(f"  distribution: {entry.distribution} (plugin {entry.plugin})")
@@ -50,9 +187,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if doc:
         print()
         for line in doc.splitlines():
-            print(f"  {line.strip()}")
-    config_doc = _first_line(cls.Config.__doc__)
-    rows = describe_config(cls.Config)
+            print(f"  {rst_to_text(line.strip())}".rstrip())
+    config_doc = first_sentence(cls.Config.__doc__)
     print()
     print(f"options{' - ' + config_doc if config_doc else ''}:")
     if not rows:
@@ -60,8 +196,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"  {row['name']} : {row['type']} = {row['default']!r}")
         if row["help"]:
-            print(f"      {row['help']}")
-    flags = [f for f in ("provides_eigh", "exact_gradient", "robust_gradient") if hasattr(cls, f)]
+            print(f"      {rst_to_text(row['help'])}")
     if flags:
         print()
         print("properties: " + ", ".join(f"{f}={getattr(cls, f)}" for f in flags))
@@ -91,8 +226,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         pipeline = Pipeline.from_config({"pipeline": target, **overrides})
     summary = pipeline.run(out=args.out, device=args.device, quiet=args.quiet)
-    print(json.dumps(summary, indent=2))
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_run_summary(summary)
     return 0
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(round(value, 4))
+    if isinstance(value, list | dict):
+        text = json.dumps(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return str(value)
+
+
+def _print_run_summary(summary: dict[str, Any]) -> None:
+    """The results of a run, one ``key: value`` line each (``--json`` prints them all)."""
+    for stage in summary["stages"]:
+        print(f"{stage['pipeline']} ({stage['seconds']:.1f} s on {summary['device']}):")
+        result = stage["result"]
+        if isinstance(result, dict):
+            width = max((len(k) for k in result), default=0) + 1
+            for key, value in result.items():
+                print(f"  {key + ':':<{width}} {_format_value(value)}")
+        else:
+            print(f"  {_format_value(result)}")
+    print(f"written to {summary['out']} (summary.json has every result)")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -101,31 +262,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
-def _first_line(doc: str | None) -> str:
-    """The first sentence of a docstring's first paragraph, on one line."""
-    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
-    end = paragraph.find(". ")
-    return paragraph if end < 0 else paragraph[: end + 1]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``eigenflow`` command."""
     parser = argparse.ArgumentParser(
         prog="eigenflow", description="Differentiable spectral methods for deep learning."
     )
     parser.add_argument("--version", action="version", version=f"eigenflow {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show tracebacks of errors and of skipped plugins (also: {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list registered components")
+    p = sub.add_parser("list", help="list registered components and skipped plugins")
     p.add_argument("kind", nargs="?", help="one kind (solver, layer, ...)")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern of names, e.g. 'svd*'")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="describe a component: options, defaults, source")
     p.add_argument("kind")
     p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "doctor",
+        help="plugin distributions, entry points, versions and status (exit 1 if one failed)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("run", help="run a pipeline by name or from a TOML/JSON config")
     p.add_argument("config", help="pipeline name or path to a .toml/.json config")
@@ -138,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override an option (VALUE parsed as JSON when possible)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    p.add_argument(
+        "--json", action="store_true", help="print the whole summary as JSON on standard output"
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("bench", help="benchmark the registered solvers side by side")
@@ -162,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EigenflowError as exc:
-        if args.debug:
+        if _debug(args):
             traceback.print_exc()
         message = str(exc)
         print(f"eigenflow: error: {message}", file=sys.stderr)

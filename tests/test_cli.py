@@ -61,6 +61,7 @@ def test_run_by_name_with_overrides(tmp_path, capsys):
             "--out",
             str(tmp_path),
             "--quiet",
+            "--json",
             "--set",
             "steps=2",
             "--set",
@@ -70,9 +71,95 @@ def test_run_by_name_with_overrides(tmp_path, capsys):
         ]
     )
     assert code == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
     assert summary["stages"][0]["options"]["steps"] == 2
     assert (tmp_path / "summary.json").is_file()
+    assert captured.err == ""  # --quiet: no progress
+
+
+def test_run_prints_results_on_stdout_and_progress_on_stderr(tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            "gcp",
+            "--out",
+            str(tmp_path),
+            "--set",
+            "steps=10",
+            "--set",
+            'dataset={"name": "covariance-textures", "samples": 32}',
+        ]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    # results, readable: one key per line, the chance level among them
+    assert captured.out.startswith("gcp (")
+    assert "  chance_accuracy:" in captured.out and " 0.25\n" in captured.out
+    assert "  gcp_test_accuracy:" in captured.out and "  avgpool_test_accuracy:" in captured.out
+    assert f"written to {tmp_path}" in captured.out
+    assert "[gcp]" not in captured.out and "step" not in captured.out
+    # progress (not a terminal: plain lines, every fifth of the run) and the chance level
+    assert "[gcp] gcp: step 2/10 loss " in captured.err
+    assert "[gcp] gcp: step 10/10 loss " in captured.err
+    assert "(chance 0.250)" in captured.err
+
+
+def test_list_summaries_are_whole_sentences_in_plain_text(capsys):
+    import eigenflow as ef
+    from eigenflow._text import ABBREVIATIONS
+
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)["components"]
+    assert sum(len(rows) for rows in listing.values()) == sum(len(v) for v in ef.list().values())
+    for kind, rows in listing.items():
+        for row in rows:
+            summary = row["summary"]
+            assert summary, f"{kind} {row['name']}: empty summary"
+            assert "`" not in summary and ":class:" not in summary, (kind, summary)
+            last_word = summary.rstrip(".").split()[-1].lower()
+            assert last_word not in ABBREVIATIONS, f"{kind} {row['name']} cut at {summary!r}"
+    assert main(["list", "solver", "ns"]) == 0
+    out = capsys.readouterr().out
+    assert "(Eq. 2.3) with plain autograd backward: the iSQRT-COV baseline of thesis 000." in out
+    assert main(["list", "solver", "svd"]) == 0
+    assert "Exact eigendecomposition (torch.linalg.eigh) with the standard backward." in (
+        capsys.readouterr().out
+    )
+
+
+def test_info_options_header_is_not_cut_at_an_abbreviation(capsys):
+    assert main(["info", "solver", "svd-pade"]) == 0
+    out = capsys.readouterr().out
+    assert "options - Options of svd-pade (thesis 000, Sec. 3.3.2, Eq. 3.14-3.18).:" in out
+    assert "``" not in out
+
+
+def test_info_json(capsys):
+    assert main(["info", "solver", "svd", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "svd" and info["distribution"] == "eigenflow"
+    assert {o["name"] for o in info["options"]} >= {"eps"}
+
+
+def test_unknown_name_suggests_the_completion(capsys):
+    assert main(["info", "solver", "mpa"]) == 1
+    assert "did you mean 'mpa-lya'?" in capsys.readouterr().err
+
+
+def test_doctor_lists_entry_points_with_versions_and_status(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "torch:" in out and "EIGENFLOW_DISABLE_PLUGIN_AUTOLOAD:" in out
+    header = next(line for line in out.splitlines() if line.startswith("distribution"))
+    assert header.split() == ["distribution", "version", "entry", "point", "status", "components"]
+    assert any(
+        line.split()[:4] == ["eigenflow", __version__, "eig", "loaded"] for line in out.splitlines()
+    )
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    eig = next(r for r in report["plugins"] if r["entry_point"] == "eig")
+    assert eig["status"] == "loaded" and "solver:svd" in eig["components"]
 
 
 def test_run_bad_spec_reports_all_errors(capsys):

@@ -1,4 +1,9 @@
-"""Every registered plugin runs the conformance suite of its kind."""
+"""Every plugin eigenflow registers runs the conformance suite of its kind.
+
+``distribution = "eigenflow"``: eigenflow's own plugins, so that a third-party plugin
+installed in the environment (tested by its author with the same suite) cannot fail
+eigenflow's test command. A new built-in plugin is tested the moment it registers.
+"""
 
 from eigenflow.testing import (
     ConstraintConformance,
@@ -13,32 +18,32 @@ from eigenflow.testing import (
 
 
 class TestSolvers(SolverConformance):
-    pass
+    distribution = "eigenflow"
 
 
 class TestLayers(LayerConformance):
-    pass
+    distribution = "eigenflow"
 
 
 class TestMetrics(MetricConformance):
-    pass
+    distribution = "eigenflow"
 
 
 class TestConstraints(ConstraintConformance):
-    pass
+    distribution = "eigenflow"
 
 
 class TestTraversals(TraversalConformance):
-    pass
+    distribution = "eigenflow"
 
 
 class TestModels(ModelConformance):
-    pass
+    distribution = "eigenflow"
 
 
 class TestDatasets(DatasetConformance):
-    pass
+    distribution = "eigenflow"
 
 
 class TestPipelines(PipelineConformance):
-    pass
+    distribution = "eigenflow"

@@ -640,3 +640,14 @@ def test_newton_solve_matches_lu(steps, cond):
     for got, ref, truth in zip(newton.sqrt_invsqrt(A32), lu.sqrt_invsqrt(A32), exact):
         ours, theirs = rel_err(got.double(), truth), rel_err(ref.double(), truth)
         assert abs(ours - theirs) <= max(1e-6, 0.01 * theirs)
+
+
+def test_auto_solve_falls_back_to_lu_where_newton_does_not_apply():
+    """High degrees put zeros of P_M within rounding of z = 1: 'auto' uses LU there (same
+    result as asking for it), 'newton' is refused with a message naming the polynomial."""
+    auto = solver("mpa-lya", degree=[14, 14])
+    assert auto.solve_method == "lu"
+    A = spd((2,), 12, 100.0, seed=8)
+    assert rel_err(auto.sqrt(A), solver("mpa-lya", degree=[14, 14], solve="lu").sqrt(A)) == 0.0
+    with pytest.raises(ef.ConfigError, match=r"'newton' is invalid with degree = \[14, 14\].*P_M"):
+        solver("mpa-lya", degree=[14, 14], solve="newton")

@@ -56,9 +56,11 @@ def sqrt_gradient(s, A, G):
 
 
 def test_defaults_stay_the_thesis_settings():
-    # Except the stopping rule (issue 17): a tolerance of 1e-6 with a cap of 12 scaled steps.
+    # Except the stopping rule (issue 17): a tolerance of 1e-6 with a cap of 12 scaled steps,
+    # and the solve (issue 15): Newton-Schulz, matrix products only, equal to LU to rounding.
     cfg = mpa().config
-    assert (cfg.solve, cfg.scaling, cfg.lya_symmetric) == ("lu", "frobenius", False)
+    assert (cfg.solve, cfg.scaling, cfg.lya_symmetric) == ("auto", "frobenius", False)
+    assert mpa().solve_method == "newton"
     assert (cfg.lya_iters, cfg.lya_tol, cfg.lya_lower) == (12, 1e-6, 1e-3)
 
 

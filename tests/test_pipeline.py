@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import struct
+import sys
 
 import pytest
 
@@ -113,3 +116,40 @@ def test_gcp_beats_average_pooling_on_second_order_data(tmp_path):
     chance = 1.0 / result["num_classes"]
     assert result["gcp_test_accuracy"] > 0.9
     assert result["avgpool_test_accuracy"] < chance + 0.15
+
+
+def test_gcp_history_plot_and_chance_level(tmp_path):
+    options = {**FAST, "steps": 50, "baseline": True}
+    summary = ef.Pipeline.from_config({"pipeline": "gcp", **options}).run(out=tmp_path, quiet=True)
+    result = summary["stages"][0]["result"]
+    assert result["num_classes"] == 4 and result["chance_accuracy"] == 0.25
+    assert result["plot"] == "history.png"
+    with open(tmp_path / "history.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["step", "model", "loss", "batch_accuracy", "test_accuracy"]
+    for model in ("gcp", "avgpool"):
+        mine = [r for r in rows if r["model"] == model]
+        assert [int(r["step"]) for r in mine] == list(range(50))
+        assert all(0.0 <= float(r["batch_accuracy"]) <= 1.0 for r in mine)
+        tested = [r for r in mine if r["test_accuracy"]]
+        assert [int(r["step"]) for r in tested] == list(range(1, 50, 2))  # every 50 // 25 steps
+        # the last measured test accuracy is the one reported
+        assert float(tested[-1]["test_accuracy"]) == pytest.approx(
+            result[f"{model}_test_accuracy"], abs=1e-6
+        )
+    png = (tmp_path / "history.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1000, 400)
+
+
+def test_gcp_without_matplotlib_says_how_to_get_the_plot(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    summary = ef.Pipeline.from_config({"pipeline": "gcp", **FAST}).run(out=tmp_path)
+    assert summary["stages"][0]["result"]["plot"] is None
+    assert not (tmp_path / "history.png").exists() and (tmp_path / "history.csv").is_file()
+    err = capsys.readouterr().err
+    assert "history.png not written: the plot needs matplotlib" in err
+    assert "pip install matplotlib" in err

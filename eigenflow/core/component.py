@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,7 +12,8 @@ import torch
 from torch import nn
 
 from .config import validate_options
-from .errors import ConfigError
+from .errors import ConfigError, NotSupportedError
+from .progress import Progress
 
 __all__ = [
     "KINDS",
@@ -73,6 +75,21 @@ class Layer(Component, nn.Module):
 
     kind = "layer"
 
+    @classmethod
+    def example_inputs(cls, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        """Small valid inputs of ``forward`` in ``dtype``, for tests and documentation.
+
+        Every layer overrides this: the conformance suite
+        (:class:`~eigenflow.testing.conformance.LayerConformance`) runs forward and backward on
+        them and fails without them.
+
+        Raises
+        ------
+        NotSupportedError
+            In the base class (the layer does not provide example inputs).
+        """
+        raise NotSupportedError(f"layer {cls.name or cls.__name__!r} has no example inputs")
+
 
 class Metric(Component):
     """A measurement: ``metric(...) -> float | dict``; the inputs are documented per metric."""
@@ -88,6 +105,21 @@ class Metric(Component):
     def compute(self, *args: Any, **kwargs: Any) -> float | dict[str, Any]:
         """Compute the metric (subclasses implement this)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    @classmethod
+    def example_inputs(cls) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Small valid inputs ``(args, kwargs)`` for ``metric(*args, **kwargs)``.
+
+        Every metric overrides this: the conformance suite
+        (:class:`~eigenflow.testing.conformance.MetricConformance`) computes the metric on them
+        (it must return finite numbers) and fails without them.
+
+        Raises
+        ------
+        NotSupportedError
+            In the base class (the metric does not provide example inputs).
+        """
+        raise NotSupportedError(f"metric {cls.name or cls.__name__!r} has no example inputs")
 
 
 class Constraint(Component):
@@ -133,7 +165,11 @@ class Dataset(Component, torch.utils.data.Dataset):
 
 @attrs.define
 class RunContext:
-    """What a running pipeline receives: output folder, device, seed and a progress logger."""
+    """What a running pipeline receives: output folder, device, seed and a progress logger.
+
+    Progress goes to standard error (standard output is for results), and not at all with
+    ``quiet``.
+    """
 
     out_dir: Path
     device: torch.device
@@ -141,9 +177,14 @@ class RunContext:
     quiet: bool = False
 
     def log(self, message: str) -> None:
-        """Print a progress line unless ``quiet``."""
+        """Print a progress line to standard error unless ``quiet``."""
         if not self.quiet:
-            print(message, flush=True)
+            print(message, file=sys.stderr, flush=True)
+
+    def progress(self, total: int, desc: str) -> Progress:
+        """A :class:`~eigenflow.core.progress.Progress` of ``total`` steps: a tqdm bar on a
+        terminal when tqdm is installed, a line every fifth of the run otherwise."""
+        return Progress(total, desc, quiet=self.quiet)
 
 
 class PipelineBase(Component):

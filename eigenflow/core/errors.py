@@ -7,7 +7,6 @@ closest valid one.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = [
@@ -26,6 +25,7 @@ __all__ = [
     "UnknownNameError",
     "closest",
     "did_you_mean",
+    "edit_distance",
 ]
 
 
@@ -92,10 +92,45 @@ class NonFiniteLossError(EigenflowError, FloatingPointError):
     """Training stopped because a loss term became NaN or infinite."""
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of
+    two neighbouring characters each cost 1 (``edit_distance("sdv", "svd") == 1``)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
 def closest(name: str, candidates: Iterable[str]) -> str | None:
-    """Return the candidate most similar to ``name``, or ``None`` when nothing is close."""
-    matches = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.5)
-    return matches[0] if matches else None
+    """Return the candidate most similar to ``name``, or ``None`` when nothing is close.
+
+    Completions, candidates that start with ``name`` (``mpa`` -> ``mpa-lya``), come first;
+    then the smallest :func:`edit_distance` (``svd_pade`` -> ``svd-pade``), then the longest
+    common prefix (``fvae`` -> ``ffvae`` rather than ``vae``), then the shortest, then
+    alphabetical order. Any other candidate is close when at most 40% of the
+    longer name's characters (at least one) differ (``alfa`` -> ``alpha``). Case is ignored.
+    """
+    query = str(name).lower()
+    best: tuple[tuple[int, int, int, int, str], str] | None = None
+    for candidate in candidates:
+        text = str(candidate).lower()
+        completion = len(query) >= 2 and text.startswith(query)
+        distance = edit_distance(query, text)
+        if not completion and distance > max(1, round(0.4 * max(len(query), len(text)))):
+            continue
+        shared = next((i for i, (a, b) in enumerate(zip(query, text)) if a != b), None)
+        shared = min(len(query), len(text)) if shared is None else shared
+        key = (0 if completion else distance, distance, -shared, len(text), text)
+        if best is None or key < best[0]:
+            best = (key, str(candidate))
+    return None if best is None else best[1]
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -452,6 +452,17 @@ class LogLikelihood(Metric):
             ]
         return torch.cat(parts)
 
+    @classmethod
+    def example_inputs(cls) -> tuple[tuple, dict]:
+        """A small untrained ``vae`` (inputs of size 5, 2 latents) and 4 data points."""
+        from ..registry.registry import get_registries
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = get_registries()["model"].create("vae", input_shape=[5], latent_dim=2, hidden=8)
+            x = torch.rand(4, 5)
+        return (model, x), {}
+
     def compute(self, model: Any, x: torch.Tensor) -> dict[str, float]:
         ll = self.per_item(model, x).to(torch.float64)
         stderr = ll.std() / math.sqrt(len(ll)) if len(ll) > 1 else ll.new_zeros(())

@@ -216,14 +216,14 @@ class MPALyaConfig(LyapunovBackwardConfig):
         "accurate as ns or better at every condition number, see docs/matfn.rst)",
     )
     solve: str = option(
-        "newton",
-        validator=one_of(("newton", "lu", "cholesky")),
+        "auto",
+        validator=one_of(("auto", "newton", "lu", "cholesky")),
         help="linear solve of Eq. 2.11 / 2.27: 'newton' (Newton-Schulz inverse of the "
         "denominator from a minimax polynomial start, matrix products only: no LU, no host "
         "sync, capturable in a CUDA graph; to float rounding), 'lu' (batched LU) or 'cholesky' "
-        "(Cholesky and two triangular solves); all three need the solved polynomial positive "
-        "on the spectrum, which the config checks for 'newton' and 'cholesky' (eigenflow "
-        "extensions; the thesis only says 'solve')",
+        "(Cholesky and two triangular solves); 'auto': 'newton' where the Padé polynomials "
+        "are safely positive on the spectrum (degrees up to about [9, 9]), else 'lu' "
+        "(eigenflow extensions; the thesis only says 'solve')",
     )
 
 
@@ -485,10 +485,7 @@ class _NewtonInverse:
         points = np.polynomial.chebyshev.chebpts1(2000) * (hi - lo) / 2 + (hi + lo) / 2
         q = np.polynomial.polynomial.polyval(points, coeffs)
         if not (q > 0).all():
-            raise ConfigError(
-                f"a Newton-Schulz solve needs the polynomial {list(coeffs)} positive on "
-                f"[{lo:.3g}, {hi:.3g}]; use solve='lu'"
-            )
+            raise ConfigError(f"not positive on [{lo:.3g}, {hi:.3g}]")
         basis = (
             np.polynomial.chebyshev.chebvander((2 * points - (hi + lo)) / (hi - lo), degree)
             * q[:, None]
@@ -506,8 +503,7 @@ class _NewtonInverse:
         self.rho = float(np.max(np.abs(1.0 - q * series(points))))
         if not self.rho < 0.99:
             raise ConfigError(
-                f"the Newton-Schulz start for {list(coeffs)} reaches only |1 - Q S| <= "
-                f"{self.rho:.3g} on [{lo:.3g}, {hi:.3g}]; use solve='lu'"
+                f"the best start reaches only |1 - Q S| <= {self.rho:.3g} on [{lo:.3g}, {hi:.3g}]"
             )
 
     def iterations(self, dtype: torch.dtype) -> int:
@@ -599,13 +595,33 @@ class MPALyaSolver(_MatFnSolver):
         if self.config.solve == "cholesky":
             self._check_cholesky_applies()
         self._newton: dict[tuple[str, str], _NewtonInverse] = {}
-        if self.config.solve == "newton":
-            # Z = I - A/s has its spectrum in _z_interval; E = I - Y W of the coupled steps in
-            # [0, 1) (measured >= -2e-10 for eigenvalues of A/s in (0, 1.6]).
-            degree = max(self.config.degree)
-            for where, (lo, hi) in (("Z", _z_interval(self.config.scaling)), ("E", (0.0, 1.0))):
-                for label, coeffs in zip(("P", "Q"), self._coefficients):
-                    self._newton[where, label] = _NewtonInverse(coeffs, lo, hi, degree)
+        #: the solve the forward uses ('auto' resolved here, at configuration time)
+        self.solve_method = self.config.solve
+        if self.config.solve in ("auto", "newton"):
+            try:
+                self._prepare_newton()
+                self.solve_method = "newton"
+            except ConfigError:
+                if self.config.solve == "newton":
+                    raise
+                self.solve_method = "lu"
+
+    def _prepare_newton(self) -> None:
+        """Newton-Schulz starts for ``P_M`` and ``Q_N`` on the spectra of ``Z`` and ``E``."""
+        # Z = I - A/s has its spectrum in _z_interval; E = I - Y W of the coupled steps in
+        # [0, 1) (measured >= -2e-10 for eigenvalues of A/s in (0, 1.6]).
+        degree = max(self.config.degree)
+        for where, (lo, hi) in (("Z", _z_interval(self.config.scaling)), ("E", (0.0, 1.0))):
+            for label, coeffs in zip(("P_M", "Q_N"), self._coefficients):
+                try:
+                    inverse = _NewtonInverse(coeffs, lo, hi, degree)
+                except ConfigError as err:
+                    raise ConfigError(
+                        f"option 'solve' = 'newton' is invalid with degree = "
+                        f"{list(self.config.degree)} and scaling = {self.config.scaling!r}: "
+                        f"{label} ({err}); use solve='lu' or 'auto'"
+                    ) from None
+                self._newton[where, label[0]] = inverse
 
     def _polynomial_coefficients(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Ascending coefficients of ``P_M`` and ``Q_N`` (Eq. 2.10)."""
@@ -628,7 +644,7 @@ class MPALyaSolver(_MatFnSolver):
         """``P_M(Z)``, ``Q_N(Z)`` and, per polynomial in ``denominators`` (``"P"``/``"Q"``),
         a function ``numerator -> denominator^(-1) numerator`` by the configured solve (the
         Newton-Schulz starts share the powers of ``Z``)."""
-        method = self.config.solve
+        method = self.solve_method
         newton = [self._newton[where, d] for d in denominators] if method == "newton" else []
         polys = matrix_polynomials(
             Z, (*self._polynomial_coefficients(), *(n.start for n in newton)), Z2

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
+from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
 from ..core.component import Dataset, PipelineBase, RunContext
 from ..core.config import boolean, component_option, config, floating, integer, option
-from ..core.io import atomic_torch_save
+from ..core.io import atomic_torch_save, atomic_write_bytes
 from ..registry import hookimpl
 from ..registry.registry import get_registries
 
-__all__ = ["CovarianceTextures", "GCPPipeline"]
+__all__ = ["CovarianceTextures", "GCPPipeline", "HistoryRow", "plot_history", "write_history_csv"]
 
 
 # --------------------------------------------------------------------------- dataset
@@ -130,8 +133,10 @@ class _Classifier(nn.Module):
 class GCPPipeline(PipelineBase):
     """Train a GCP classifier (and an average-pooling baseline) and report test accuracy.
 
-    Writes ``history.csv`` (step, model, loss) and ``gcp-model.pt`` (state dict) to the
-    output folder; returns accuracies, final losses and the solver used.
+    Writes ``history.csv`` (step, model, loss, batch accuracy and, every few steps, test
+    accuracy), ``history.png`` (loss and accuracy curves of both models; needs matplotlib)
+    and ``gcp-model.pt`` (state dict) to the output folder; returns the accuracies, the
+    chance level (one over the number of classes), final losses and the solver used.
     """
 
     Config = GCPConfig
@@ -154,10 +159,12 @@ class GCPPipeline(PipelineBase):
         }
         if cfg.baseline:
             models["avgpool"] = None
-        history: list[tuple[int, str, float]] = []
+        history: list[HistoryRow] = []
+        chance = 1.0 / num_classes
         result: dict[str, Any] = {
             "solver": cfg.solver.name,
             "num_classes": num_classes,
+            "chance_accuracy": chance,
             "train_size": len(train[1]),
             "test_size": n_test,
         }
@@ -165,43 +172,136 @@ class GCPPipeline(PipelineBase):
             gen = torch.Generator().manual_seed(ctx.seed)
             torch.manual_seed(ctx.seed)
             model = _Classifier(images.shape[1], cfg.hidden, num_classes, head).to(ctx.device)
-            losses = _train(model, train, cfg, gen, ctx, label)
-            history.extend((step, label, loss) for step, loss in enumerate(losses))
+            rows = _train(model, train, test, cfg, gen, ctx, label)
+            history.extend(rows)
             acc = _accuracy(model, test)
             result[f"{label}_test_accuracy"] = acc
-            result[f"{label}_final_loss"] = losses[-1]
-            ctx.log(f"[gcp] {label}: test accuracy {acc:.3f}, final loss {losses[-1]:.4f}")
+            result[f"{label}_final_loss"] = rows[-1].loss
+            ctx.log(
+                f"[gcp] {label}: test accuracy {acc:.3f} (chance {chance:.3f}), "
+                f"final loss {rows[-1].loss:.4f}"
+            )
             if label == "gcp":
                 atomic_torch_save(model.state_dict(), ctx.out_dir / "gcp-model.pt")
-        with open(ctx.out_dir / "history.csv", "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["step", "model", "loss"])
-            writer.writerows(history)
+        write_history_csv(ctx.out_dir / "history.csv", history)
+        plot = plot_history(ctx.out_dir / "history.png", history, chance=chance)
+        if plot is None:
+            ctx.log(f"[gcp] history.png not written: {MATPLOTLIB_MISSING}")
+        result["plot"] = None if plot is None else plot.name
         return result
+
+
+@attrs.frozen
+class HistoryRow:
+    """One optimisation step of one model in ``history.csv``."""
+
+    step: int
+    model: str
+    loss: float
+    batch_accuracy: float
+    test_accuracy: float | None = None
+
+
+HISTORY_COLUMNS = ("step", "model", "loss", "batch_accuracy", "test_accuracy")
+MATPLOTLIB_MISSING = (
+    "the plot needs matplotlib, which is not installed: pip install matplotlib "
+    "(or the extra: pip install 'eigenflow[plot]')"
+)
+
+
+def write_history_csv(path: Path, rows: list[HistoryRow]) -> Path:
+    """Write ``rows`` as CSV (``test_accuracy`` is empty on steps where it was not measured)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for r in rows:
+        test = "" if r.test_accuracy is None else f"{r.test_accuracy:.6g}"
+        writer.writerow([r.step, r.model, f"{r.loss:.6g}", f"{r.batch_accuracy:.6g}", test])
+    return atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def plot_history(path: Path, rows: list[HistoryRow], *, chance: float) -> Path | None:
+    """Draw the loss and accuracy curves of every model in ``rows`` to ``path`` (PNG).
+
+    Returns the path, or ``None`` when matplotlib is not installed (the caller says so).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    models = list(dict.fromkeys(r.model for r in rows))
+    for i, model in enumerate(models):
+        mine = [r for r in rows if r.model == model]
+        color = f"C{i}"
+        ax_loss.plot([r.step for r in mine], [r.loss for r in mine], color=color, label=model)
+        tested = [r for r in mine if r.test_accuracy is not None]
+        ax_acc.plot(
+            [r.step for r in tested],
+            [r.test_accuracy for r in tested],
+            color=color,
+            marker="o",
+            markersize=3,
+            label=f"{model} (test)",
+        )
+        ax_acc.plot(
+            [r.step for r in mine],
+            _running_mean([r.batch_accuracy for r in mine]),
+            color=color,
+            alpha=0.4,
+            label=f"{model} (training batches, running mean)",
+        )
+    ax_acc.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy loss", title="training loss")
+    ax_acc.set(xlabel="step", ylabel="accuracy", ylim=(0.0, 1.02), title="accuracy")
+    ax_loss.legend()
+    ax_acc.legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _running_mean(values: list[float], window: int = 10) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
 
 
 def _train(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
     cfg: GCPConfig,
     gen: torch.Generator,
     ctx: RunContext,
     label: str,
-) -> list[float]:
+) -> list[HistoryRow]:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y = train
-    losses = []
-    model.train()
-    for step in range(cfg.steps):
-        idx = torch.randint(len(y), (min(cfg.batch_size, len(y)),), generator=gen).to(x.device)
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))  # host sync once per step: logging, not a hot path
-        if (step + 1) % max(1, cfg.steps // 5) == 0:
-            ctx.log(f"[gcp] {label}: step {step + 1}/{cfg.steps} loss {losses[-1]:.4f}")
-    return losses
+    rows: list[HistoryRow] = []
+    every = max(1, cfg.steps // 25)  # test accuracy about 25 times per run
+    with ctx.progress(cfg.steps, f"[gcp] {label}") as progress:
+        for step in range(cfg.steps):
+            model.train()
+            idx = torch.randint(len(y), (min(cfg.batch_size, len(y)),), generator=gen).to(x.device)
+            logits = model(x[idx])
+            loss = nn.functional.cross_entropy(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # host sync once per step: logging, not a hot path
+            batch_acc = float((logits.detach().argmax(-1) == y[idx]).float().mean())
+            test_acc = _accuracy(model, test) if (step + 1) % every == 0 else None
+            rows.append(HistoryRow(step, label, float(loss.detach()), batch_acc, test_acc))
+            progress.update(loss=rows[-1].loss)
+    return rows
 
 
 @torch.no_grad()

@@ -3,11 +3,16 @@
 from .hookspec import hookimpl
 from .registry import (
     AUTOLOAD_ENV,
+    DEBUG_ENV,
     ENTRY_POINT_GROUP,
+    PLUGINS_ENV,
     PluginProblem,
+    PluginRecord,
     Registries,
     Registry,
     build_config,
+    debug_enabled,
+    declared_registrations,
     get_registries,
     plugin_entry_points,
     register_plugin,
@@ -17,11 +22,16 @@ from .registry import (
 
 __all__ = [
     "AUTOLOAD_ENV",
+    "DEBUG_ENV",
     "ENTRY_POINT_GROUP",
+    "PLUGINS_ENV",
     "PluginProblem",
+    "PluginRecord",
     "Registries",
     "Registry",
     "build_config",
+    "debug_enabled",
+    "declared_registrations",
     "get_registries",
     "hookimpl",
     "plugin_entry_points",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib.metadata as metadata
+import importlib.util
+import inspect
 import os
 import re
 import threading
+import traceback
+import types
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,10 +34,15 @@ from . import hookspec
 
 __all__ = [
     "AUTOLOAD_ENV",
+    "DEBUG_ENV",
     "ENTRY_POINT_GROUP",
+    "PLUGINS_ENV",
     "PluginProblem",
+    "PluginRecord",
     "Registries",
     "Registry",
+    "debug_enabled",
+    "declared_registrations",
     "get_registries",
     "register_plugin",
     "reset",
@@ -41,20 +51,63 @@ __all__ = [
 ENTRY_POINT_GROUP = "eigenflow"
 #: Set to ``1`` to load only eigenflow's own plugins (debugging a broken environment).
 AUTOLOAD_ENV = "EIGENFLOW_DISABLE_PLUGIN_AUTOLOAD"
+#: The plugins to load even with autoload disabled, comma separated; each is a distribution
+#: name (all its entry points), an entry point name or ``distribution:entry``.
+PLUGINS_ENV = "EIGENFLOW_PLUGINS"
+#: Set to ``1`` to put the full traceback of each skipped plugin in its warning.
+DEBUG_ENV = "EIGENFLOW_DEBUG"
 BUILTIN_DIST = "eigenflow"
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
 
 
 @attrs.frozen
 class PluginProblem:
-    """A plugin, or one registration, that was skipped, and why."""
+    """A plugin, or one registration, that was skipped, and why.
+
+    Attributes
+    ----------
+    distribution
+        The distribution that declares the plugin (``(in-process)`` for
+        :func:`register_plugin`).
+    plugin
+        The entry point name (or the in-process plugin's name).
+    reason
+        One line: what went wrong and, for an exception, where it was raised.
+    traceback
+        The formatted traceback of the exception, empty when there was none.
+    provides
+        ``(kind, name)`` pairs the plugin would have registered, where that could be
+        determined: the registrations rolled back after its hook raised, the one skipped for a
+        name collision, or, for a module that failed to import, the literal
+        ``registry.add("kind", Class, name="...")`` calls found in its source.
+    """
 
     distribution: str
     plugin: str
     reason: str
+    traceback: str = attrs.field(default="", repr=False)
+    provides: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.plugin} (from {self.distribution}): {self.reason}"
+
+
+@attrs.frozen
+class PluginRecord:
+    """One plugin (entry point or in-process object) and what became of it.
+
+    ``status`` is ``loaded``, ``failed`` (import, validation or hook error: nothing it
+    registered is kept), ``partial`` (loaded, but some registrations were skipped) or
+    ``disabled`` (not loaded because :data:`AUTOLOAD_ENV` is set).
+    """
+
+    distribution: str
+    version: str
+    plugin: str
+    target: str
+    status: str
+    components: tuple[tuple[str, str], ...] = ()
+    problems: tuple[PluginProblem, ...] = ()
 
 
 @attrs.frozen
@@ -72,6 +125,8 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        #: The skipped plugins (shared with :class:`Registries`), named by unknown-name errors.
+        self.problems: list[PluginProblem] = []
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -103,10 +158,24 @@ class Registry:
         return self.entry(name).cls
 
     def unknown_message(self, name: object) -> str:
-        """``unknown solver 'x'; did you mean 'y'? (available: ...)``."""
+        """``unknown solver 'x'; did you mean 'y'? (available: ...)``, plus the skipped plugin
+        that would have provided ``x`` or, when that cannot be told, every plugin that failed."""
         available = ", ".join(sorted(self._entries)) or "(none registered)"
+        message = f"unknown {self.kind} {name!r}"
+        providers = [p for p in self.problems if (self.kind, name) in p.provides]
+        if providers:
+            p = providers[0]
+            return (
+                f"{message}: provided by plugin {p.plugin!r} (from {p.distribution}), which "
+                f"{_failure_phrase(p)} (available: {available})"
+            )
         hint = did_you_mean(str(name), self._entries)
-        return f"unknown {self.kind} {name!r}{hint} (available: {available})"
+        message = f"{message}{hint} (available: {available})"
+        failed = [p for p in self.problems if _whole_plugin_failed(p) and not p.provides]
+        if failed:
+            listed = "; ".join(str(p) for p in failed)
+            message += f"; plugins that failed to load and may provide it: {listed}"
+        return message
 
     def create(self, name: str, /, **options: Any) -> Any:
         """Build the component ``name`` from keyword ``options`` (validated)."""
@@ -119,6 +188,21 @@ class Registry:
 
     def _remove(self, name: str) -> None:
         self._entries.pop(name, None)
+
+
+def _whole_plugin_failed(problem: PluginProblem) -> bool:
+    return not problem.reason.startswith("skipped registration")
+
+
+def _failure_phrase(problem: PluginProblem) -> str:
+    """``failed to load: <why>`` (or ``could not register it: <why>`` for a collision)."""
+    for prefix, phrase in (
+        ("failed to load: ", "failed to load"),
+        ("skipped registration: ", "could not register it"),
+    ):
+        if problem.reason.startswith(prefix):
+            return f"{phrase}: {problem.reason[len(prefix) :]}"
+    return f"failed to load: {problem.reason}"
 
 
 def build_config(kind: str, name: str, config_cls: type, options: dict[str, Any]) -> Any:
@@ -151,7 +235,11 @@ class Registries:
     def __init__(self) -> None:
         self._by_kind = {kind: Registry(kind) for kind in KINDS}
         self.problems: list[PluginProblem] = []
+        for registry in self._by_kind.values():
+            registry.problems = self.problems
         self.plugins: list[tuple[str, str]] = []  # (distribution, plugin) loaded
+        #: Every plugin seen at discovery, loaded or not (``eigenflow doctor`` prints them).
+        self.records: list[PluginRecord] = []
         self._owner = (BUILTIN_DIST, "(direct)")
         self._added: list[tuple[str, str]] = []
 
@@ -192,7 +280,9 @@ class Registries:
             )
             if distribution == BUILTIN_DIST and previous.distribution == BUILTIN_DIST:
                 raise DuplicatePluginError(message)
-            self._report(distribution, plugin, f"skipped registration: {message}")
+            self._report(
+                distribution, plugin, f"skipped registration: {message}", provides=((kind, name),)
+            )
             return cls
         if cls.name != name or cls.kind != kind:
             cls.name = name  # type: ignore[misc]
@@ -202,25 +292,49 @@ class Registries:
         return cls
 
     @contextmanager
-    def owned_by(self, distribution: str, plugin: str) -> Iterator[None]:
+    def owned_by(self, distribution: str, plugin: str) -> Iterator[list[tuple[str, str]]]:
         """Attribute registrations made inside the block to ``plugin`` of ``distribution``;
-        if the block raises, its registrations are rolled back and the failure re-raised."""
+        if the block raises, its registrations are rolled back and the failure re-raised with
+        the rolled-back ``(kind, name)`` pairs in its ``eigenflow_rolled_back`` attribute.
+        The block receives the list of ``(kind, name)`` pairs registered so far."""
         previous, self._owner = self._owner, (distribution, plugin)
         start = len(self._added)
+        added: list[tuple[str, str]] = []
         try:
-            yield
-        except BaseException:
-            for kind, name in self._added[start:]:
+            yield added
+        except BaseException as exc:
+            rolled_back = list(self._added[start:])
+            for kind, name in rolled_back:
                 self._by_kind[kind]._remove(name)
             del self._added[start:]
+            try:
+                exc.eigenflow_rolled_back = rolled_back  # type: ignore[attr-defined]
+            except AttributeError:  # pragma: no cover - exceptions with __slots__
+                pass
             raise
         finally:
+            added.extend(self._added[start:])
             self._owner = previous
 
-    def _report(self, distribution: str, plugin: str, reason: str) -> None:
-        problem = PluginProblem(distribution, plugin, reason)
+    def _report(
+        self,
+        distribution: str,
+        plugin: str,
+        reason: str,
+        *,
+        exc: BaseException | None = None,
+        provides: Sequence[tuple[str, str]] = (),
+    ) -> PluginProblem:
+        details = "".join(traceback.format_exception(exc)) if exc is not None else ""
+        problem = PluginProblem(distribution, plugin, reason, details, tuple(provides))
         self.problems.append(problem)
-        warnings.warn(f"eigenflow plugin {problem}", PluginLoadWarning, stacklevel=3)
+        message = f"eigenflow plugin {problem}"
+        if details and debug_enabled():
+            message += "\n" + details.rstrip()
+        elif details:
+            message += f" (set {DEBUG_ENV}=1 or run 'eigenflow --debug list' for the traceback)"
+        warnings.warn(message, PluginLoadWarning, stacklevel=3)
+        return problem
 
 
 # --------------------------------------------------------------------------- discovery
@@ -231,39 +345,161 @@ _manager: pluggy.PluginManager | None = None
 _extra_plugins: list[tuple[object, str]] = []
 
 
+class _PluginManager(pluggy.PluginManager):
+    """A pluggy manager that, like pytest with its ``pytest_`` hooks, also accepts hook
+    functions named ``eigenflow_*`` that lack the :data:`~eigenflow.registry.hookimpl` marker
+    (a misspelt name is then reported by ``check_pending`` instead of ignored)."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is not None or not name.startswith(hookspec.PROJECT_NAME + "_"):
+            return opts
+        try:
+            attr = inspect.getattr_static(plugin, name)
+        except AttributeError:
+            return None
+        if isinstance(attr, staticmethod | classmethod):
+            attr = attr.__func__
+        if isinstance(attr, types.FunctionType):
+            return {}
+        return None
+
+
 def _new_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspec.PROJECT_NAME)
+    pm = _PluginManager(hookspec.PROJECT_NAME)
     pm.add_hookspecs(hookspec)
     return pm
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _autoload_disabled() -> bool:
-    return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return _env_flag(AUTOLOAD_ENV)
+
+
+def debug_enabled() -> bool:
+    """Whether :data:`DEBUG_ENV` asks for full tracebacks of plugin failures."""
+    return _env_flag(DEBUG_ENV)
+
+
+def _requested_plugins() -> set[str]:
+    return {p.strip() for p in os.environ.get(PLUGINS_ENV, "").split(",") if p.strip()}
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else "(unknown)"
+
+
+def _dist_version(ep: metadata.EntryPoint) -> str:
+    try:
+        return ep.dist.version if ep.dist is not None else ""
+    except Exception:  # pragma: no cover - broken metadata
+        return ""
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
     eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-
-    def dist_name(ep: metadata.EntryPoint) -> str:
-        return ep.dist.name if ep.dist is not None else "(unknown)"
-
     seen: set[tuple[str, str]] = set()
     unique = []
     for ep in eps:  # an editable install can list the same distribution twice
-        key = (dist_name(ep), ep.name)
+        key = (_dist_name(ep), ep.name)
         if key not in seen:
             seen.add(key)
             unique.append(ep)
     # eigenflow's own plugins first, then third-party plugins in a stable order
-    return sorted(unique, key=lambda ep: (dist_name(ep) != BUILTIN_DIST, dist_name(ep), ep.name))
+    return sorted(unique, key=lambda ep: (_dist_name(ep) != BUILTIN_DIST, _dist_name(ep), ep.name))
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file.py, line N)`` of the innermost frame of ``exc`` (empty without a traceback);
+    a ``SyntaxError`` names the line that does not parse."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({os.path.basename(exc.filename)}, line {exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" ({os.path.basename(frame.filename)}, line {frame.lineno})"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}{_where(exc)}"
+
+
+def declared_registrations(module: str) -> tuple[tuple[str, str], ...]:
+    """``(kind, name)`` pairs a plugin module registers, read from its source without running
+    it: calls ``<anything>.add("kind", Class, name="name")``, or ``add("kind", Class)`` with
+    ``Class.name = "name"`` assigned in the same module. Empty when the source cannot be found
+    or parsed (for example when the module's package itself fails to import)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:
+        return ()
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return ()
+    try:
+        with open(spec.origin, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    class_names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for stmt in node.body:
+                targets = (
+                    stmt.targets
+                    if isinstance(stmt, ast.Assign)
+                    else [stmt.target]
+                    if isinstance(stmt, ast.AnnAssign)
+                    else []
+                )
+                value = getattr(stmt, "value", None)
+                if (
+                    any(isinstance(t, ast.Name) and t.id == "name" for t in targets)
+                    and isinstance(value, ast.Constant)
+                    and isinstance(value.value, str)
+                ):
+                    class_names[node.name] = value.value
+    found: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value in KINDS
+        ):
+            continue
+        name = next(
+            (
+                k.value.value
+                for k in node.keywords
+                if k.arg == "name" and isinstance(k.value, ast.Constant)
+            ),
+            None,
+        )
+        if name is None and isinstance(node.args[1], ast.Name):
+            name = class_names.get(node.args[1].id)
+        if isinstance(name, str):
+            found.append((node.args[0].value, name))
+    return tuple(found)
+
+
+def _selected(dist: str, ep_name: str, requested: set[str]) -> bool:
+    return bool({dist, ep_name, f"{dist}:{ep_name}"} & requested)
 
 
 def _load(registries: Registries) -> pluggy.PluginManager:
     pm = _new_manager()
     skip_third_party = _autoload_disabled()
+    requested = _requested_plugins()
     for ep in _entry_points():
-        dist = ep.dist.name if ep.dist is not None else "(unknown)"
-        if dist != BUILTIN_DIST and skip_third_party:
+        dist, version = _dist_name(ep), _dist_version(ep)
+        if dist != BUILTIN_DIST and skip_third_party and not _selected(dist, ep.name, requested):
+            registries.records.append(PluginRecord(dist, version, ep.name, ep.value, "disabled"))
             continue
         label = f"{dist}:{ep.name}"
         try:
@@ -272,9 +508,18 @@ def _load(registries: Registries) -> pluggy.PluginManager:
         except Exception as exc:  # a broken third-party plugin must not break eigenflow
             if dist == BUILTIN_DIST:
                 raise
-            registries._report(dist, ep.name, f"failed to load: {type(exc).__name__}: {exc}")
+            problem = registries._report(
+                dist,
+                ep.name,
+                f"failed to load: {_describe(exc)}",
+                exc=exc,
+                provides=declared_registrations(ep.module),
+            )
+            registries.records.append(
+                PluginRecord(dist, version, ep.name, ep.value, "failed", problems=(problem,))
+            )
             continue
-        _register_one(registries, pm, label, dist, ep.name)
+        _register_one(registries, pm, label, dist, ep.name, version=version, target=ep.value)
     for obj, name in _extra_plugins:
         pm.register(obj, name=name)
         _register_one(registries, pm, name, "(in-process)", name)
@@ -282,20 +527,55 @@ def _load(registries: Registries) -> pluggy.PluginManager:
 
 
 def _register_one(
-    registries: Registries, pm: pluggy.PluginManager, label: str, dist: str, plugin: str
+    registries: Registries,
+    pm: pluggy.PluginManager,
+    label: str,
+    dist: str,
+    plugin: str,
+    *,
+    version: str = "",
+    target: str = "",
 ) -> None:
     """Call one plugin's registration hook, attributing what it registers."""
     impls = [i for i in pm.hook.eigenflow_register.get_hookimpls() if i.plugin_name == label]
+    before = len(registries.problems)
+
+    def record(status: str, components: Sequence[tuple[str, str]] = ()) -> None:
+        registries.records.append(
+            PluginRecord(
+                dist,
+                version,
+                plugin,
+                target or label,
+                status,
+                tuple(components),
+                tuple(registries.problems[before:]),
+            )
+        )
+
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         pm.unregister(name=label)
         if dist == BUILTIN_DIST:
             raise
-        registries._report(dist, plugin, f"invalid plugin: {exc}")
+        registries._report(dist, plugin, f"invalid plugin: {exc}", exc=exc)
+        record("failed")
+        return
+    if not impls:
+        pm.unregister(name=label)
+        if dist == BUILTIN_DIST:
+            raise TypeError(f"eigenflow plugin {label} has no eigenflow_register hook")
+        registries._report(
+            dist,
+            plugin,
+            f"registers nothing: {target or label} defines no 'eigenflow_register' function "
+            "(write 'def eigenflow_register(registry): registry.add(kind, cls)')",
+        )
+        record("failed")
         return
     try:
-        with registries.owned_by(dist, plugin):
+        with registries.owned_by(dist, plugin) as added:
             for impl in impls:
                 impl.function(registry=registries)
     except DuplicatePluginError:
@@ -303,9 +583,17 @@ def _register_one(
     except Exception as exc:
         if dist == BUILTIN_DIST:
             raise
-        registries._report(dist, plugin, f"registration failed: {type(exc).__name__}: {exc}")
+        registries._report(
+            dist,
+            plugin,
+            f"registration failed: {_describe(exc)}",
+            exc=exc,
+            provides=getattr(exc, "eigenflow_rolled_back", ()),
+        )
+        record("failed")
         return
     registries.plugins.append((dist, plugin))
+    record("partial" if len(registries.problems) > before else "loaded", added)
 
 
 def get_registries() -> Registries:
@@ -351,10 +639,7 @@ def reset() -> None:
 
 def plugin_entry_points() -> list[tuple[str, str, str]]:
     """``(distribution, entry point name, target)`` of every entry point in the group."""
-    return [
-        (ep.dist.name if ep.dist is not None else "(unknown)", ep.name, ep.value)
-        for ep in _entry_points()
-    ]
+    return [(_dist_name(ep), ep.name, ep.value) for ep in _entry_points()]
 
 
 def component_classes(kind: str) -> dict[str, type[Component]]:

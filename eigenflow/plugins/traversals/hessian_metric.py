@@ -162,6 +162,14 @@ class HessianSpectrum(Metric):
     Config = HessianSpectrumConfig
     source = "003 (Wang & Ponce, ICLR 2021), Sec. 4, Eq. 5-6"
 
+    @classmethod
+    def example_inputs(cls) -> tuple[tuple, dict]:
+        """A small random generator ``R^3 -> R^6`` and 3 codes."""
+        from .metrics import example_generator
+
+        z = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
+        return (example_generator(), z), {}
+
     def compute(
         self, generator: Map, z: torch.Tensor, feature_map: Map | None = None
     ) -> dict[str, Any]:

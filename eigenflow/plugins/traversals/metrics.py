@@ -15,7 +15,7 @@ from ...core.config import config, floating, integer, option, optional
 from ...core.errors import InputError
 from ...core.metric_tensor import metric_by_jacobian
 
-__all__ = ["AlignmentMap", "VPScore", "traversal_pairs"]
+__all__ = ["AlignmentMap", "VPScore", "example_generator", "traversal_pairs"]
 
 Generator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -64,6 +64,13 @@ def traversal_pairs(
         delta = zT - z0
         zT = z0 + displacement * delta / delta.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return generator(z0), generator(zT), labels
+
+
+def example_generator(latent_dim: int = 3, out: int = 6, seed: int = 0) -> nn.Sequential:
+    """A small seeded generator ``Linear(latent_dim, out) -> tanh`` for example inputs."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(latent_dim, out), nn.Tanh())
 
 
 @config
@@ -119,6 +126,16 @@ class VPScore(Metric):
         result["chance"] = 1.0 / K
         return result
 
+    @classmethod
+    def example_inputs(cls) -> tuple[tuple, dict]:
+        """A small random generator ``R^3 -> R^6``, ``sefa`` fitted on its first layer, and
+        the latent size 3."""
+        from .sefa import SeFa
+
+        generator = example_generator()
+        traversal = SeFa(num_directions=3).fit(generator[0])
+        return (generator, traversal, 3), {}
+
     def _few_shot_accuracy(
         self, features: torch.Tensor, labels: torch.Tensor, K: int, share: float
     ) -> float:
@@ -173,6 +190,12 @@ class AlignmentMap(Metric):
         vectors = vectors.flip(-1)
         k = self.config.num_eigenvectors or z.shape[1]
         return vectors[..., :k].square().mean(0)
+
+    @classmethod
+    def example_inputs(cls) -> tuple[tuple, dict]:
+        """A small random generator ``R^3 -> R^6`` and 4 codes."""
+        z = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+        return (example_generator(), z), {}
 
     def compute(self, generator: Generator, z: torch.Tensor) -> dict[str, Any]:
         F = self.map(generator, z)
