@@ -6,6 +6,8 @@ covariance formulas, never by the layer under test.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -654,3 +656,38 @@ def test_layers_on_cuda_match_cpu():
     t = ef.create("layer", "wct", solver="svd")
     out = t(content.float().cuda(), style.float().cuda())
     torch.testing.assert_close(out.cpu(), t(content.float(), style.float()), rtol=1e-3, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- graph=True
+
+
+@pytest.mark.parametrize("name", ["covariance-pooling", "zca-whitening", "wct"])
+def test_graph_option_runs_eagerly_on_cpu_with_one_notice(name):
+    """graph=True is a CUDA-graph fast path; on the CPU it is the eager layer (same output and
+    gradient) after one EigenflowWarning."""
+    torch.manual_seed(0)
+    plain = ef.create("layer", name)
+    torch.manual_seed(0)
+    graphed = ef.create("layer", name, graph=True)
+    inputs = type(plain).example_inputs(torch.float64)
+    with pytest.warns(ef.EigenflowWarning, match="graph=True .* running eagerly on cpu"):
+        out = graphed(*inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graphed(*inputs)  # no second notice
+    ref = plain(*inputs)
+    outs, refs = (out, ref) if isinstance(out, tuple) else ((out,), (ref,))
+    for a, b in zip(outs, refs):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graph_option_on_cuda_matches_eager():
+    torch.manual_seed(0)
+    plain = ef.create("layer", "covariance-pooling", solver="mpa-lya").cuda()
+    graphed = ef.create("layer", "covariance-pooling", solver="mpa-lya", graph=True).cuda()
+    x = torch.randn(8, 16, 7, 7, device="cuda")
+    for _ in range(3):  # warm-up runs, then replays
+        out = graphed(x)
+    torch.testing.assert_close(out, plain(x), rtol=1e-4, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import validate_options
-from .errors import ConfigError, NotSupportedError
+from .errors import ConfigError, EigenflowWarning, NotSupportedError
 from .progress import Progress
 
 __all__ = [
@@ -89,6 +90,32 @@ class Layer(Component, nn.Module):
             In the base class (the layer does not provide example inputs).
         """
         raise NotSupportedError(f"layer {cls.name or cls.__name__!r} has no example inputs")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if getattr(getattr(self, "config", None), "graph", False):
+            return self._graphed_call(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def _graphed_call(self, *args: Any, **kwargs: Any) -> Any:
+        """``forward`` compiled with ``mode="reduce-overhead"`` (CUDA graphs) on CUDA input;
+        eager, after a one-time :class:`~eigenflow.EigenflowWarning`, otherwise."""
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if not any(t.is_cuda for t in tensors):
+            if not self.__dict__.get("_graph_notice_given", False):
+                self.__dict__["_graph_notice_given"] = True
+                device = tensors[0].device.type if tensors else "this device"
+                warnings.warn(
+                    f"layer {self.name!r}: graph=True captures CUDA graphs for CUDA input; "
+                    f"running eagerly on {device}",
+                    EigenflowWarning,
+                    stacklevel=3,
+                )
+            return super().__call__(*args, **kwargs)
+        compiled = self.__dict__.get("_graphed_forward")
+        if compiled is None:
+            compiled = torch.compile(self.forward, mode="reduce-overhead", fullgraph=True)
+            self.__dict__["_graphed_forward"] = compiled
+        return compiled(*args, **kwargs)
 
 
 class Metric(Component):

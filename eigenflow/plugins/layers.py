@@ -92,6 +92,16 @@ def _check_alpha(alpha: Any) -> float:
     return float(alpha)
 
 
+def _graph_option() -> Any:
+    return option(
+        False,
+        validator=boolean(),
+        help="run forward through torch.compile(mode='reduce-overhead', fullgraph=True) on CUDA "
+        "input (CUDA graphs, the captured speed without graph code); CPU input runs eagerly "
+        "with a one-time notice (eigenflow extension)",
+    )
+
+
 @config
 class CovariancePoolingConfig:
     """Options of ``covariance-pooling`` (thesis 000, Sec. 2.5.3, Eq. 2.42-2.43; So-ViT
@@ -127,6 +137,7 @@ class CovariancePoolingConfig:
         validator=one_of(["none", "trace", "frobenius"]),
         help="normalisation of Q = P^(1/2): none, divide by sqrt(trace P), or by ||Q||_F",
     )
+    graph: bool = _graph_option()
     eps: float = option(
         0.0,
         validator=floating(0.0),
@@ -253,6 +264,7 @@ class ZCAWhiteningConfig:
         help="channels per whitening group: C is split into C/group_size groups, each "
         "whitened by its own group_size x group_size covariance (None: one group, Eq. 2.40)",
     )
+    graph: bool = _graph_option()
     eps: float = option(
         1e-5,
         validator=floating(0.0),
@@ -411,6 +423,7 @@ class WCTConfig:
         validator=floating(0.0, 1.0),
         help="style strength alpha in Eq. 2.47 (1: full transfer, 0: content unchanged)",
     )
+    graph: bool = _graph_option()
     eps: float = option(
         1e-5,
         validator=floating(0.0),
