@@ -39,6 +39,9 @@ import torch
 import eigenflow as ef
 from eigenflow.core.solver import ENVELOPE_CONDS, ENVELOPE_MAX_N
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from matfn_accuracy import spd
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (8, 16, 32, 64, 128)
 BATCH = 4
@@ -48,12 +51,9 @@ OPS = ("sqrt", "invsqrt")
 
 
 def log_spaced(n: int, cond: float, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    Q, R = torch.linalg.qr(torch.randn(BATCH, n, n, generator=gen, dtype=torch.float64))
-    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
-    lam = torch.logspace(0.0, -math.log10(cond), n, dtype=torch.float64)
-    A = (Q * lam.unsqueeze(-2)) @ Q.mT
-    return 0.5 * (A + A.mT)
+    """``BATCH`` matrices ``U diag(logspace(0, -log10 cond)) U^T``, Haar ``U`` (the accuracy
+    table's construction, :func:`matfn_accuracy.spd`)."""
+    return spd(BATCH, n, cond, seed)
 
 
 def wishart(n: int, m: int, seed: int) -> torch.Tensor:
