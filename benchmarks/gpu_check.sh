@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: install eigenflow over the machine's own torch, run the tests
 # marked `cuda` (one pytest process per file: a failed CUDA-graph capture can break the CUDA
-# generator for the rest of a process), then the GPU measurements of issues 3, 5 and 6.
+# generator for the rest of a process; tests/test_compile.py captures the product-only solvers
+# and tests/test_layers.py runs graph=True), then the GPU measurements of issue 15 (first
+# filed as issues 3, 5 and 6: matrix square roots, batched ED, the Householder product).
 # Results go under $OUT (logs and one tarball), so that they come back from the device tool.
 #   bash benchmarks/gpu_check.sh [tests|bench|all]      (OUT defaults to ./gpu-out)
 set -u
