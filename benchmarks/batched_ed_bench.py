@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 L, V = solver.eigh(A, check=False)
             row["eig err"], row["orth err"] = accuracy(A, L, V)
             row["converged"] = bool(solver.last_converged.all())
-            row["qr steps"] = solver.last_qr_steps
+            row["qr steps"] = int(solver.last_qr_steps)  # a device tensor after the kernel
             for peer in ("torch.linalg.eigh", "torch.linalg.svd"):
                 ours, theirs = row["batched-ed [ms]"], row[f"{peer} [ms]"]
                 row[f"ratio vs {peer.split('.')[-1]}"] = (

@@ -391,3 +391,21 @@ def test_empty_batch() -> None:
     L, V = solver.eigh(torch.empty(0, 3, 4, 4, dtype=torch.float64))
     assert L.shape == (0, 3, 4) and V.shape == (0, 3, 4, 4)
     assert solver.last_converged.shape == (0, 3)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_triton_path_reads_nothing_on_the_host() -> None:
+    """With on_failure='flag', a CUDA call through the Triton kernel never synchronises (CUDA's
+    sync debug mode turns any synchronising call into an error)."""
+    solver = ef.create("solver", "batched-ed", on_failure="flag")
+    A = random_symmetric(32, 64, seed=3).float().cuda()
+    solver.eigh(A, check=False)  # build the kernel first
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        L, V = solver.eigh(A, check=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert_eigh_accuracy(A.cpu(), L.cpu(), V.cpu(), TOL[torch.float32])
+    assert int(solver.last_qr_steps) > 0

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torch
 
+from ...core.checks import host_reads_allowed
 from ...core.config import config, floating, integer, one_of, option, optional
 from ...core.errors import ConvergenceError, ConvergenceWarning, EigenflowWarning, NotSupportedError
 from ...core.gradient_rules import PadeRule
@@ -103,7 +104,11 @@ class BatchedEDSolver(EighSolver):
 
     After each call, :attr:`last_converged` holds a bool tensor of the input's batch shape:
     whether each matrix converged within the sweep cap (see ``on_failure``), and
-    :attr:`last_qr_steps` the number of batched QR steps taken.
+    :attr:`last_qr_steps` the number of batched QR steps taken (a 0-d device tensor after the
+    Triton kernel, which decides convergence on the device: with ``on_failure="flag"`` a
+    CUDA call reads nothing on the host; ``"raise"``/``"warn"`` read the flags once per call
+    eagerly, and under ``torch.compile`` or CUDA-graph capture ``"raise"`` is a device-side
+    assertion and ``"warn"`` only sets the flags).
     """
 
     Config = BatchedEDConfig
@@ -114,9 +119,9 @@ class BatchedEDSolver(EighSolver):
     second_order: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
     trace_blocker: ClassVar[str | None] = (
-        "the PyTorch implementation reads the active block range of the QR sweeps on the host "
-        "once per sweep (it stops when every matrix has converged), and on_failure "
-        "'warn'/'raise' counts the unconverged matrices on the host"
+        "the PyTorch implementation (CPU, and CUDA for n > 64) reads the active block range "
+        "of the QR sweeps on the host once per sweep, to stop when every matrix has "
+        "converged; the Triton kernel (CUDA, n <= 64) decides convergence on the device"
     )
     # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
     # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
@@ -130,7 +135,7 @@ class BatchedEDSolver(EighSolver):
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
         self.last_converged: torch.Tensor | None = None
-        self.last_qr_steps: int | None = None
+        self.last_qr_steps: int | torch.Tensor | None = None
         self._batch_shape: torch.Size = torch.Size()
         c = self.config
         # exact arithmetic at configuration time, never inside a traced region
@@ -195,6 +200,16 @@ class BatchedEDSolver(EighSolver):
         self.last_converged = converged.reshape(self._batch_shape)
         mode = self.config.on_failure
         if mode == "flag" or converged.numel() == 0:
+            return
+        if not host_reads_allowed(converged):
+            # torch.compile / CUDA-graph capture: no host to count on; 'raise' becomes a
+            # device-side assertion, 'warn' leaves the flags in last_converged
+            if mode == "raise":
+                torch._assert_async(
+                    converged.all(),
+                    "eigenflow ConvergenceError: batched-ed: a matrix did not converge within "
+                    f"{self.config.max_sweeps_per_dim} * n QR sweeps",
+                )
             return
         failed = int((~converged).sum())
         if failed == 0:

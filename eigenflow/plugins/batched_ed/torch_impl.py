@@ -36,12 +36,13 @@ __all__ = [
 
 class BatchedEighResult(NamedTuple):
     """Eigenvalues ascending ``(B, n)``, eigenvectors ``(B, n, n)`` (columns), per-matrix
-    convergence flags ``(B,)`` and the number of QR steps taken (a Python int)."""
+    convergence flags ``(B,)`` and the number of QR steps taken (a Python int from the PyTorch
+    implementation, a 0-d device tensor from the Triton kernel: ``int()`` reads either)."""
 
     eigenvalues: torch.Tensor
     eigenvectors: torch.Tensor
     converged: torch.Tensor
-    qr_steps: int
+    qr_steps: int | torch.Tensor
 
 
 # --------------------------------------------------------------------------- stage 1

@@ -213,7 +213,8 @@ def batched_eigh(
     """Eigendecomposition of symmetric ``A (B, n, n)``, ``n <= 64``, in one kernel launch.
 
     Same contract and options as :func:`.torch_impl.batched_eigh`; ``qr_steps`` is the
-    largest number of QR steps any matrix took. ``A`` must be on a CUDA device, or on the CPU
+    largest number of QR steps any matrix took, as a 0-d tensor on ``A``'s device (the kernel
+    decides convergence on the device; nothing here reads a value on the host). ``A`` must be on a CUDA device, or on the CPU
     with ``TRITON_INTERPRET=1`` set before this module was imported.
     """
     B, n, _ = A.shape
@@ -239,5 +240,6 @@ def batched_eigh(
             2 * max_sweeps_per_dim * n, NP=NP, DOUBLE_SHIFT=shift == "double-wilkinson",
             num_warps=4 if NP <= 16 else 8,
         )  # fmt: skip
-    qr_steps = int(steps.max()) if B > 0 else 0
+    # kept on the device: reading it would be a host synchronisation per call
+    qr_steps = steps.amax() if B > 0 else 0
     return BatchedEighResult(L[:, :n], V, converged.bool(), qr_steps)
