@@ -214,8 +214,9 @@ def batched_eigh(
 
     Same contract and options as :func:`.torch_impl.batched_eigh`; ``qr_steps`` is the
     largest number of QR steps any matrix took, as a 0-d tensor on ``A``'s device (the kernel
-    decides convergence on the device; nothing here reads a value on the host). ``A`` must be on a CUDA device, or on the CPU
-    with ``TRITON_INTERPRET=1`` set before this module was imported.
+    decides convergence on the device; nothing here reads a value on the host). ``A`` must be
+    on a CUDA device, or on the CPU with ``TRITON_INTERPRET=1`` set before this module was
+    imported.
     """
     B, n, _ = A.shape
     if n > MAX_N:
