@@ -150,17 +150,17 @@ def backward_convergence(n: int, batch: int, iters: list[int], progress) -> list
 # is meaningful with one intra-op thread only (it is the measuring thread's time).
 FAST = {"solve": "cholesky", "scaling": "schatten", "lya_symmetric": True}
 # "N it." labels mean a fixed count of plain (or, with "lower", scaled) steps: since issue 17 the
-# defaults stop on a tolerance with scaled steps, so these variants switch both off explicitly.
+# defaults count scaled steps to a tolerance, so these variants switch both off explicitly.
 FIXED = {"lya_tol": None, "lya_lower": None}
-THESIS = {"steps": 1, "lya_iters": 8, **FIXED}
+THESIS = {"steps": 1, "scaling": "frobenius", "lya_iters": 8, **FIXED}
 MPA_VARIANTS = {
     "mpa-lya thesis (steps=1, 8 it.)": THESIS,
-    "mpa-lya steps=2, 8 it.": {"lya_iters": 8, **FIXED},
+    "mpa-lya step_degree=[5, 5]": {"step_degree": [5, 5]},
     "mpa-lya spectral, 5 it.": {"scaling": "spectral", "lya_iters": 5, **FIXED},
     "mpa-lya backward=exact": {"backward": "exact"},
     "mpa-lya solve=cholesky": {"solve": "cholesky"},
     "mpa-lya lya_symmetric": {"lya_symmetric": True},
-    "mpa-lya scaling=schatten": {"scaling": "schatten"},
+    "mpa-lya scaling=frobenius": {"scaling": "frobenius"},
     "mpa-lya chol+schatten+sym, 6 it.": {**FAST, **FIXED, "lya_iters": 6},
     "mpa-lya fast, lower 0.03, 4 it.": {**FAST, **FIXED, "lya_lower": 0.03, "lya_iters": 4},
     "mpa-lya fast, lower 0.1, 4 it.": {**FAST, **FIXED, "lya_lower": 0.1, "lya_iters": 4},

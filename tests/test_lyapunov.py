@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -281,3 +282,57 @@ def test_speed_options_keep_dtype_and_batch_shape(dtype):
     assert X.dtype == dtype and X.shape == (2, 3, 8, 8)
     ref = sym(scipy_lyapunov(B.reshape(6, 8, 8), C.reshape(6, 8, 8))).reshape(2, 3, 8, 8)
     assert rel_err(X, ref) < (1e-5 if dtype == torch.float32 else 1e-12)
+
+
+# --------------------------------------------------------------------------- automatic schedule
+
+
+@pytest.mark.parametrize("scaling", ["frobenius", "schatten", "spectral"])
+@pytest.mark.parametrize("n", [4, 32, 96])
+def test_normalised_lower_bound_holds_at_the_stated_condition(n, scaling):
+    # Independent check with eigvalsh: B of condition exactly c, every spectrum shape between
+    # "one large, the rest small" (the worst for the norms) and log-spaced.
+    from eigenflow.core.lyapunov import _initial_iterates, normalised_lower_bound
+
+    c = 30.0
+    bound = normalised_lower_bound(n, scaling, c)
+    gen = torch.Generator().manual_seed(n)
+    Q, _ = torch.linalg.qr(torch.randn(3, n, n, generator=gen, dtype=torch.float64))
+    spectra = torch.stack(
+        [
+            torch.cat([torch.ones(1), torch.full((n - 1,), 1 / c)]).double(),
+            torch.cat([torch.full((n - 1,), 1.0), torch.full((1,), 1 / c)]).double(),
+            torch.logspace(0, -math.log10(c), n, dtype=torch.float64),
+        ]
+    )
+    B = (Q * spectra.unsqueeze(-2)) @ Q.mT
+    B0, _, _ = _initial_iterates(B, B, scaling, symmetric=False, lower=0.5)
+    lam = torch.linalg.eigvalsh(B0)
+    assert (lam[:, 0] >= bound * (1 - 1e-12)).all()
+    assert (lam[:, -1] <= 1 + 1e-12).all()
+    # Tight for the first shape (one large eigenvalue, the rest at the floor) under Schatten
+    # and Frobenius scaling is loose by at most the norm ratio: within a factor sqrt(n).
+    assert lam[:, 0].min() <= bound * math.sqrt(n) * 1.6**2
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+@pytest.mark.parametrize("lower,target", [(1e-2, 1e-7), (3e-3, 1e-11), (0.2, 1e-6)])
+def test_sign_steps_to_reach_is_the_fewest_steps_on_matrices(lower, target, scaled):
+    # Against the matrix iteration and scipy: B / ||B||_F has its smallest eigenvalue exactly at
+    # `lower` and C is the projector on that eigenvector, so the relative error of X_k is the
+    # worst eigenvalue's. K steps meet the target, K - 1 do not.
+    from eigenflow.core.lyapunov import sign_steps_to_reach
+
+    K = sign_steps_to_reach(lower, target, scaled)
+    rest = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64)
+    # ||(lower, rest)||_2 = 1 after rescaling rest, so the Frobenius scale leaves lower as is
+    rest = rest / torch.linalg.vector_norm(rest) * math.sqrt(1 - lower**2)
+    lam = torch.cat([torch.tensor([lower], dtype=torch.float64), rest])
+    Q, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(0)).double())
+    B = ((Q * lam) @ Q.T).unsqueeze(0)
+    C = (Q[:, :1] @ Q[:, :1].T).unsqueeze(0)
+    ref = scipy_lyapunov(B, C)
+    step = lower if scaled else None
+    errors = [float(rel_err(lyapunov_sign_solve(B, C, k, lower=step), ref)) for k in (K - 1, K)]
+    assert errors[1] <= target * 1.01 + 1e-14
+    assert K == 1 or errors[0] > target

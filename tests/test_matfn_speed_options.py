@@ -24,7 +24,7 @@ FAST = {
 }
 # The thesis's settings (one Padé approximant, 8 backward iterations), against which the
 # speed options were measured.
-THESIS = {"steps": 1, "lya_iters": 8, "lya_tol": None, "lya_lower": None}
+THESIS = {"steps": 1, "scaling": "frobenius", "lya_iters": 8, "lya_tol": None, "lya_lower": None}
 
 
 def mpa(**opts):
@@ -55,13 +55,15 @@ def sqrt_gradient(s, A, G):
     return X.grad
 
 
-def test_defaults_stay_the_thesis_settings():
-    # Except the stopping rule (issue 17): a tolerance of 1e-6 with a cap of 12 scaled steps,
-    # and the solve (issue 15): Newton-Schulz, matrix products only, equal to LU to rounding.
+def test_defaults_differ_from_the_thesis_where_documented():
+    # The stopping rule (issue 17): scaled steps for the guaranteed spectrum, counted to
+    # lya_tol; the forward (issue 17): Schatten scale and a refinement step; the solve (issue
+    # 15): Newton-Schulz, matrix products only, equal to LU to rounding.
     cfg = mpa().config
-    assert (cfg.solve, cfg.scaling, cfg.lya_symmetric) == ("auto", "frobenius", False)
+    assert (cfg.solve, cfg.scaling, cfg.lya_symmetric) == ("auto", "schatten", False)
+    assert (cfg.steps, cfg.step_degree) == (2, "auto")
     assert mpa().solve_method == "newton"
-    assert (cfg.lya_iters, cfg.lya_tol, cfg.lya_lower) == (12, 1e-6, 1e-3)
+    assert (cfg.lya_iters, cfg.lya_tol, cfg.lya_lower) == (None, 1e-6, "auto")
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,11 @@ __all__ = [
     "lyapunov_exact_eig",
     "lyapunov_sign_iterates",
     "lyapunov_sign_solve",
+    "normalised_lower_bound",
     "normalising_scale",
     "schatten_scale_and_square",
     "sign_step_coefficients",
+    "sign_steps_to_reach",
 ]
 
 SCALINGS = ("frobenius", "spectral", "schatten")
@@ -138,6 +140,50 @@ def sign_step_coefficients(iters: int, lower: float | None = None) -> list[tuple
         coefficients.append((1.5 * alpha, -0.5 * alpha**3))
         low = 0.5 * alpha * low * (3.0 - (alpha * low) ** 2)
     return coefficients
+
+
+def sign_steps_to_reach(lower: float, target: float, scaled: bool, cap: int = 64) -> int:
+    """Fewest sign steps after which every eigenvalue of ``B_0`` in ``[lower, 1]`` is within
+    ``target`` of 1, in exact arithmetic (the scalar model of the iteration).
+
+    Every ``B_k`` is the same scalar polynomial of ``B_0`` (Eq. 2.22), so the iteration acts on
+    each eigenvalue separately. With the plain steps (``scaled=False``) ``x -> x (3 - x^2) / 2``
+    is increasing on ``[0, 1]``, so ``lower`` converges last; with the scaled steps of
+    :func:`sign_step_coefficients` (``scaled=True``, for ``[lower, 1]``) both ends of ``[l_k,
+    1]`` map to ``l_{k+1}``, the worst value. Either way the worst error after ``k`` steps is
+    ``1 - x_k`` with ``x_0 = lower``. Since the relative error of ``X_k`` is bounded by the
+    largest ``|1 - g_k(b)|`` (see :func:`lyapunov_sign_solve`), this is the count that
+    brings the solution within ``target`` for every ``B / s`` with spectrum in ``[lower, 1]``.
+    Returns ``cap`` when ``target`` is not reached by then.
+    """
+    if not 0.0 < lower <= 1.0:
+        raise ValueError(f"lower = {lower!r} is invalid: expected a number in (0, 1]")
+    x = lower
+    coefficients = sign_step_coefficients(cap, lower if scaled else None)
+    for k, (a, b) in enumerate(coefficients, start=1):
+        x = a * x + b * x**3
+        if 1.0 - x <= target:
+            return k
+    return cap
+
+
+def normalised_lower_bound(n: int, scaling: str, condition: float) -> float:
+    """Guaranteed lower end of the spectrum of ``B / s`` for a symmetric positive definite
+    ``B (n, n)`` with condition number at most ``condition``, ``s`` the scale that
+    :func:`lyapunov_sign_solve` uses with ``scaling``.
+
+    ``s <= c lambda_max`` with ``c = sqrt(n)`` (Frobenius norm), ``n^(1/4)`` (Schatten 4-norm)
+    or ``max(1.6, sqrt(n)) * 1.6`` (the spectral estimate times its safety factor, as the
+    scaled steps use it), so ``lambda_min / s >= 1 / (c condition)``.
+    """
+    factor = {
+        "frobenius": math.sqrt(n),
+        "schatten": n**0.25,
+        "spectral": max(_SPECTRAL_SAFETY, math.sqrt(n)) * _SPECTRAL_SAFETY,
+    }
+    if scaling not in factor:
+        raise ValueError(f"scaling = {scaling!r} is invalid: expected one of {SCALINGS}")
+    return min(1.0, 1.0 / (factor[scaling] * condition))
 
 
 def _sign_step(

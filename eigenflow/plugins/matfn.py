@@ -50,8 +50,10 @@ from ..core.lyapunov import (
     lyapunov_exact,
     lyapunov_exact_eig,
     lyapunov_sign_solve,
+    normalised_lower_bound,
     normalising_scale,
     schatten_scale_and_square,
+    sign_steps_to_reach,
 )
 from ..core.pade import matrix_horner, matrix_polynomials, pade_coefficients, taylor_coefficients
 from ..core.solver import Solver
@@ -78,14 +80,22 @@ SQRT, INVSQRT, BOTH = "sqrt", "invsqrt", "both"
 # =========================================================================== configs
 
 
+# The condition number of A up to which the automatic backward schedule (lya_lower="auto",
+# lya_iters=None) guarantees lya_tol; the matrix B of the Lyapunov equation, A^(1/2) or
+# A^(-1/2), has its square root (issue 17: "1e-6 ... at condition up to 1e3").
+AUTO_CONDITION = 1e3
+
+
 def _lya_iters_option() -> Any:
     return option(
-        12,
-        validator=integer(0, 1000),
-        help="cap on the iterations of the coupled Lyapunov sign iteration (the exact count "
-        "when lya_tol is None); with the default lya_lower, 12 reaches the default lya_tol up "
-        "to condition 1e4 at n <= 256 (measured: 11 needed; 12-15 at condition 1e6); thesis "
-        "000 Table 2.9: lya_iters=8, lya_tol=None, lya_lower=None",
+        None,
+        validator=optional(integer(0, 1000)),
+        help="iterations of the coupled Lyapunov sign iteration. None (default): the fewest "
+        "that bring the gradient within lya_tol / 10 (or 8 eps of the dtype, whichever is "
+        "larger) for every A with condition number <= 1e3, from the scalar model of the "
+        "iteration, computed from n, the dtype and lya_lower when called (8 in float32 and 8 "
+        "in float64 at n = 64; 9 at n = 256); an integer: that many, the cap when lya_tol "
+        "is set. Thesis 000 Table 2.9: lya_iters=8, lya_tol=None, lya_lower=None",
     )
 
 
@@ -93,10 +103,11 @@ def _lya_tol_option() -> Any:
     return option(
         1e-6,
         validator=optional(floating(0.0, min_open=True)),
-        help="freeze a matrix's Lyapunov iteration once ||B_k - I||_F < lya_tol (the "
-        "criterion of Sec. 2.3.2), which bounds the relative error of the gradient by about "
-        "lya_tol; masked on the device, no host sync, so every call runs lya_iters steps; "
-        "None: exactly lya_iters steps (the thesis's fixed count)",
+        help="relative accuracy of the gradient (the criterion ||B_k - I||_F < lya_tol of Sec. "
+        "2.3.2). With lya_iters=None it sets the automatic step count (reached without any "
+        "check: no cost beyond the steps); with an integer lya_iters each matrix is frozen once "
+        "it meets the criterion (masked on the device, no host sync, every call runs "
+        "lya_iters steps). None: exactly lya_iters steps (the thesis's fixed count)",
     )
 
 
@@ -120,25 +131,36 @@ def _lya_symmetric_option() -> Any:
     )
 
 
+def _lower_or_auto(_inst: Any, attribute: Any, value: Any) -> None:
+    if value is None or value == "auto":
+        return
+    floating(0.0, 1.0, min_open=True, max_open=True)(_inst, attribute, value)
+
+
 def _lya_lower_option() -> Any:
     return option(
-        1e-3,
-        validator=optional(floating(0.0, 1.0, min_open=True, max_open=True)),
+        "auto",
+        validator=_lower_or_auto,
         help="assumed lower end l of the normalised spectrum of B / s: scaled Newton-Schulz "
         "sign steps (Chen-Chow) for [l, 1], same cost per step, fewer steps when l is close "
-        "to the true value, more when far below it (eigenflow extension); 1e-3 holds for "
-        "condition numbers of A up to 1e3 at n <= 1000 under the Frobenius scale; None: the "
-        "thesis's Eq. 2.22",
+        "to the true value, more when far below it (eigenflow extension); 'auto' (default): "
+        "the guaranteed lower end for condition numbers of A up to 1e3 under the configured "
+        "scaling, from n when called (1 / (sqrt(1e3) n^(1/4)) for 'schatten', 1 / (sqrt(1e3) "
+        "n^(1/2)) for 'frobenius'); None: the thesis's Eq. 2.22",
     )
 
 
-def _scaling_option(applies_to: str = "the forward series and the Lyapunov iteration") -> Any:
+def _scaling_option(
+    applies_to: str = "the forward series and the Lyapunov iteration",
+    default: str = "frobenius",
+    why: str = "",
+) -> Any:
     return option(
-        "frobenius",
+        default,
         validator=one_of(SCALINGS),
         help=f"pre-normalisation of {applies_to}: 'frobenius' (thesis, Eq. 2.7), "
         "'spectral' (power-iteration estimate of ||A||_2) or 'schatten' (||A^2||_F^(1/2), "
-        "a tighter guaranteed bound; one matrix product, reused) (eigenflow extensions)",
+        "a tighter guaranteed bound; one matrix product, reused) (eigenflow extensions)" + why,
     )
 
 
@@ -162,28 +184,42 @@ def _degree_pair(_inst: Any, attribute: Any, value: Any) -> None:
         )
 
 
+# step_degree="auto" of mpa-lya per dtype: a cheap polynomial step where float rounding
+# limits the accuracy anyway, the [5, 5] Padé step in float64 (issue 17; docs/matfn.rst).
+AUTO_STEP_DEGREE = {torch.float64: (5, 5)}
+AUTO_STEP_DEGREE_DEFAULT = (0, 2)
+
+
+def _step_degree(_inst: Any, attribute: Any, value: Any) -> None:
+    if value != "auto":
+        _degree_pair(_inst, attribute, value)
+
+
 @config
 class LyapunovBackwardConfig:
     """Options shared by the solvers with a Lyapunov backward (thesis 000, Alg. 2): the
     backward method, the stopping rule and the pre-normalisation.
 
-    Defaults (eigenflow's, issue 17): the iteration stops on the tolerance ``||B_k - I||_F <
-    lya_tol = 1e-6`` (the criterion of Sec. 2.3.2) with a cap of ``lya_iters = 12``, and takes
-    the scaled sign steps for a normalised spectrum assumed in ``[lya_lower, 1] = [1e-3, 1]``
-    (same cost per step). Measured in float64, the gradient is then within 1e-6 of the exact
-    one (``backward="exact"``) up to condition number 1e3 (and 1e4) at n <= 256 after 11
-    steps, where the thesis's 8 plain steps (Table 2.9: ``lya_iters=8, lya_tol=None,
-    lya_lower=None``) leave 1e-3 to 0.7 at condition 1e3 (``docs/matfn.rst``). Without a host
-    sync the loop always runs to the cap: the backward costs 12 steps instead of 8 (6 matrix
-    products each, plus a norm and two masked selects); the thesis's settings above restore
-    its cost.
+    Defaults (eigenflow's, issue 17): the scaled sign steps (Chen-Chow) for the guaranteed
+    normalised spectrum ``[l, 1]`` of every ``A`` with condition number up to 1e3
+    (``lya_lower="auto"``, :func:`~eigenflow.core.lyapunov.normalised_lower_bound`), as many
+    as the scalar model of the iteration needs to bring the gradient within ``lya_tol / 10 =
+    1e-7`` (at least 8 eps of the dtype; ``lya_iters=None``,
+    :func:`~eigenflow.core.lyapunov.sign_steps_to_reach`). The count is
+    fixed by ``n`` and the dtype, so the stop costs no check (8 steps at n = 64 under the
+    Schatten scale, 9 under the Frobenius scale). Measured in float64, the gradient is within
+    1e-6 of the exact one (``backward="exact"``) up to condition 1e3 at n <= 256; the
+    thesis's 8 plain steps (Table 2.9: ``lya_iters=8, lya_tol=None, lya_lower=None``) leave
+    1e-3 to 0.7 there (``docs/matfn.rst``). An integer
+    ``lya_iters`` with ``lya_tol`` runs that many steps and freezes each matrix once
+    ``||B_k - I||_F < lya_tol`` (masked on the device).
     """
 
     backward: str = _backward_option()
-    lya_iters: int = _lya_iters_option()
+    lya_iters: int | None = _lya_iters_option()
     lya_tol: float | None = _lya_tol_option()
     lya_symmetric: bool = _lya_symmetric_option()
-    lya_lower: float | None = _lya_lower_option()
+    lya_lower: float | str | None = _lya_lower_option()
     scaling: str = _scaling_option()
 
 
@@ -192,13 +228,17 @@ class MPALyaConfig(LyapunovBackwardConfig):
     """Options of ``mpa-lya`` (thesis 000, Sec. 2.3-2.4).
 
     Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5] for
-    our MPA"), Frobenius pre-normalisation (Eq. 2.7, Eq. 2.10, Sec. 2.3.2), an LU solve (the
-    thesis only says "solve" instead of inverting), and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
-    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``). ``steps = 2`` is eigenflow's (``steps
-    = 1`` is the thesis's Algorithm 1): the single approximant returns ``sqrt(||A||_F) P_M(1) /
-    Q_N(1) = sqrt(||A||_F) / 11`` for an eigenvalue that tends to 0, so above condition ~1e2 it
-    lost to ``ns`` (issue 17); the second step removes that (docs/matfn.rst, "Accuracy").
+    our MPA"), a Newton-Schulz or LU solve (``solve="auto"``; the thesis only says "solve"
+    instead of inverting), and the backward of :class:`LyapunovBackwardConfig`. eigenflow's
+    (issue 17; ``docs/matfn.rst``, "Accuracy"): ``steps = 2`` with ``step_degree = "auto"``
+    (below float64 one coupled Newton-Schulz-type refinement with the degree-2 Taylor
+    polynomial of ``(1 - e)^(-1/2)``, 4 matrix products, no solve; in float64 one step of the
+    coupled ``[5, 5]`` Padé iteration, 1e-14 at condition 10) and ``scaling = "schatten"``.
+    The thesis's Algorithm 1 is ``steps = 1, scaling = "frobenius"``: its single approximant returns
+    ``sqrt(||A||_F) P_M(1) / Q_N(1) = sqrt(||A||_F) / 11`` for an eigenvalue that tends to 0,
+    so above condition ~1e2 it lost to ``ns``; the refinement step fixes that and the tighter
+    scale raises the small eigenvalues of ``A / s``, at the same cost as the thesis's
+    settings. Table 2.9's backward: ``lya_iters=8, lya_tol=None, lya_lower=None``.
     """
 
     degree: tuple[int, int] = option(
@@ -211,9 +251,27 @@ class MPALyaConfig(LyapunovBackwardConfig):
         2,
         validator=integer(1, 8),
         help="steps of the coupled Padé iteration: 1 is the thesis's single approximant "
-        "(Eq. 2.11, 2.27); each further step costs max(M, N) + 3 matrix products and one "
-        "solve and raises the convergence order to M + N + 1 (eigenflow extension; 2: as "
-        "accurate as ns or better at every condition number, see docs/matfn.rst)",
+        "(Eq. 2.11, 2.27); each further step applies the step_degree approximant and raises "
+        "the convergence order to M' + N' + 1 (eigenflow extension; 2 with the default "
+        "step_degree: as accurate as ns or better at every condition number, see "
+        "docs/matfn.rst)",
+    )
+    step_degree: tuple[int, int] | str = option(
+        "auto",
+        converter=_pair,
+        validator=_step_degree,
+        help="[M', N'] degrees of the Padé approximant used by steps 2.. of the coupled "
+        "iteration: [0, N'] is the degree-N' Taylor polynomial of (1 - e)^(-1/2), matrix "
+        "products only (N' + 2 per step; [0, 1] is the Newton-Schulz step); M' > 0 adds a "
+        "solve ([5, 5]: max(M', N') + 3 products and one solve per step). 'auto' (default): "
+        "[0, 2] below float64 (as accurate as [5, 5] there: float32 rounding dominates) and "
+        "[5, 5] in float64 (1e-14 instead of 1e-7 at condition 10, about 3x the forward cost)",
+    )
+    scaling: str = _scaling_option(
+        default="schatten",
+        why="; mpa-lya's default is 'schatten' (eigenflow, issue 17: more accurate than the "
+        "thesis's Frobenius scale at every condition number, one product that the series "
+        "reuses)",
     )
     solve: str = option(
         "auto",
@@ -233,8 +291,8 @@ class MTPLyaConfig(LyapunovBackwardConfig):
 
     Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), Frobenius
     pre-normalisation (Eq. 2.7), and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
-    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
+    :class:`LyapunovBackwardConfig` (scaled steps to 1e-6 up to condition 1e3; Table 2.9's 8
+    plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     degree: int = option(
@@ -260,8 +318,8 @@ class NSLyaConfig(LyapunovBackwardConfig):
     """Options of ``ns-lya`` (thesis 000, Eq. 2.49, Table 2.10).
 
     Default 5 forward iterations, the NS setting of Sec. 2.1, and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
-    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
+    :class:`LyapunovBackwardConfig` (scaled steps to 1e-6 up to condition 1e3; Table 2.9's 8
+    plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     iters: int = option(
@@ -273,8 +331,8 @@ class NSLyaConfig(LyapunovBackwardConfig):
 class SVDLyaConfig(LyapunovBackwardConfig):
     """Options of ``svd-lya`` (thesis 000, Table 2.10; forward Eq. 3.2-3.3).
 
-    Backward: the backward stopping rule of :class:`LyapunovBackwardConfig` (tolerance 1e-6
-    within 12 scaled steps; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None,
+    Backward: the backward stopping rule of :class:`LyapunovBackwardConfig` (scaled steps to
+    1e-6 up to condition 1e3; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None,
     lya_lower=None``). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``) keeping the
     square root of singular PSD input finite.
     """
@@ -327,6 +385,29 @@ def _lyapunov_problem(
     return "root", root, C
 
 
+def sign_schedule(
+    opts: LyapunovBackwardConfig, n: int, dtype: torch.dtype, root_exponent: float = 0.5
+) -> tuple[int, float | None, float | None]:
+    """``(iters, tol, lower)`` of the backward's sign iteration for ``n x n`` matrices.
+
+    ``lya_lower="auto"``: the guaranteed lower end of the normalised spectrum for condition
+    numbers of ``A`` up to :data:`AUTO_CONDITION`; that of ``B``, the forward's ``A^(+-1/2)``,
+    is at most its power ``root_exponent`` (1/2 for an accurate forward; a forward that does
+    not converge on small eigenvalues, like Newton-Schulz, leaves ``B`` worse conditioned).
+    ``lya_iters=None``: the count the scalar model needs to bring every such spectrum within
+    ``max(lya_tol / 10, 8 eps)`` of 1, and no per-step check (``tol = None``); an integer
+    ``lya_iters`` keeps ``lya_tol`` as the per-matrix stop. Plain Python on ``n`` and the
+    dtype (static under ``torch.compile``).
+    """
+    auto_lower = normalised_lower_bound(n, opts.scaling, AUTO_CONDITION**root_exponent)
+    lower = min(auto_lower, 0.5) if opts.lya_lower == "auto" else opts.lya_lower
+    if opts.lya_iters is not None:
+        return opts.lya_iters, opts.lya_tol, lower
+    target = max((opts.lya_tol or 0.0) / 10.0, 8.0 * torch.finfo(dtype).eps)
+    start = auto_lower if lower is None else lower
+    return sign_steps_to_reach(start, target, scaled=lower is not None), None, lower
+
+
 class _LyapunovBackward(torch.autograd.Function):
     """A forward given as a function, differentiated by solving the Lyapunov equation.
 
@@ -345,9 +426,10 @@ class _LyapunovBackward(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, A, forward_fn, want, opts):  # type: ignore[override]
+    def forward(ctx, A, forward_fn, want, opts, root_exponent):  # type: ignore[override]
         root, inv, L, V = forward_fn(A, want)
         ctx.want, ctx.opts, ctx.forward_fn = want, opts, forward_fn
+        ctx.root_exponent = root_exponent
         ctx.save_for_backward(A, root, inv, L, V)
         if want == SQRT:
             return root
@@ -366,7 +448,7 @@ class _LyapunovBackward(torch.autograd.Function):
         g_root = grads[0] if want in (SQRT, BOTH) else None
         g_inv = grads[-1] if want in (INVSQRT, BOTH) else None
         if g_root is None and g_inv is None:
-            return None, None, None, None
+            return None, None, None, None, None
         which, B, C = _lyapunov_problem(want, root, inv, g_root, g_inv)
         if opts.backward == "exact":
             if L is not None:
@@ -375,16 +457,11 @@ class _LyapunovBackward(torch.autograd.Function):
             else:
                 X = lyapunov_exact(symmetrize(B), C)
         else:
+            iters, tol, lower = sign_schedule(opts, B.shape[-1], B.dtype, ctx.root_exponent)
             X = lyapunov_sign_solve(
-                B,
-                C,
-                opts.lya_iters,
-                opts.lya_tol,
-                opts.scaling,
-                symmetric=opts.lya_symmetric,
-                lower=opts.lya_lower,
+                B, C, iters, tol, opts.scaling, symmetric=opts.lya_symmetric, lower=lower
             )
-        return X, None, None, None
+        return X, None, None, None, None
 
 
 # =========================================================================== base
@@ -401,12 +478,15 @@ class _MatFnSolver(Solver):
     """
 
     second_order: ClassVar[bool] = True
+    #: The condition number of the forward's ``A^(1/2)`` is at most that of ``A`` to this
+    #: power (:func:`sign_schedule`); 1/2 for a forward accurate on small eigenvalues.
+    root_exponent: ClassVar[float] = 0.5
 
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _run(self, A: torch.Tensor, want: str) -> Any:
-        return _LyapunovBackward.apply(A, self._forward, want, self.config)
+        return _LyapunovBackward.apply(A, self._forward, want, self.config, self.root_exponent)
 
     def _sqrt(self, A: torch.Tensor) -> torch.Tensor:
         return self._run(A, SQRT)
@@ -512,6 +592,13 @@ class _NewtonInverse:
         return max(0, math.ceil(math.log2(math.log(target) / math.log(self.rho))))
 
 
+def _pade_polynomials(M: int, N: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Ascending coefficients of ``P_M(z) = 1 - sum p_m z^m`` and ``Q_N(z) = 1 - sum q_n z^n``
+    with ``P_M / Q_N`` the ``[M, N]`` Padé approximant of ``sqrt(1 - z)`` (Eq. 2.8-2.10)."""
+    p, q = pade_coefficients(M, N)
+    return (1.0, *(-c for c in p)), (1.0, *(-c for c in q))
+
+
 def _symmetric_part_times(X: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``c (X + X^T) / 2`` in two passes (``c`` per matrix, ``(B, 1, 1)``)."""
     return torch.add(X, X.mT).mul_(0.5 * c)
@@ -546,22 +633,24 @@ class MPALyaSolver(_MatFnSolver):
     factor (``torch.linalg.solve_ex`` without error checks, so no host sync; ``solve=
     "cholesky"``: a Cholesky factorisation and two triangular solves). ``max(M, N) - 1``
     matrix products. That is ``steps=1``; the default ``steps=2`` continues from the inverse
-    approximant with one step of the coupled Padé iteration (:meth:`_coupled_steps`, one more
-    solve and ``max(M, N) + 3`` products), which makes it at least as accurate as ``ns`` at
-    every condition number (the single approximant is not above condition ~1e2).
+    approximant with one step of the coupled iteration (:meth:`_coupled_steps`) with the
+    degree-2 Taylor polynomial (4 products, no solve; the ``[5, 5]`` Padé step in float64,
+    ``step_degree="auto"``), which makes it
+    at least as accurate as ``ns`` at every condition number (the single approximant is not
+    above condition ~1e2).
 
     Backward: the coupled Lyapunov sign iteration (Eq. 2.20-2.23) on ``A^(1/2)``, or on
     ``A^(-1/2)`` with the right-hand side of Eq. 2.38-2.39 for the inverse square root, by
-    default to ``||B_k - I||_F < 1e-6`` within 12 scaled steps (:class:`LyapunovBackwardConfig`;
-    ``backward="exact"``: the eigendecomposition-based solution instead).
+    default with the step count that reaches 1e-6 up to condition 1e3
+    (:class:`LyapunovBackwardConfig`; ``backward="exact"``: the eigendecomposition-based
+    solution instead).
 
     Speed options (eigenflow extensions, ``docs/matfn.rst``): ``solve="cholesky"``,
-    ``scaling="schatten"``, ``lya_symmetric=True``, ``lya_lower``. On CPU, 64 float32
-    matrices of size 64, ``steps=1, solve="cholesky", scaling="schatten", lya_symmetric=True,
-    lya_lower=0.1, lya_iters=3, lya_tol=None`` ran forward+backward 1.35x faster than
-    ``eigh`` + autograd with two threads (measured before issue 17), with smaller forward and
-    gradient errors than the thesis's settings (not than the current defaults) on covariance
-    matrices whose normalised root spectrum starts near 0.1.
+    ``lya_lower``, ``lya_iters``. On CPU, 64 float32 matrices of size 64, ``steps=1,
+    solve="cholesky", lya_lower=0.1, lya_iters=3, lya_tol=None`` ran forward+backward 1.35x
+    faster than ``eigh`` + autograd with two threads (measured before issue 17), with smaller
+    forward and gradient errors than the thesis's settings (not than the current defaults) on
+    covariance matrices whose normalised root spectrum starts near 0.1.
 
     The backward is an approximation of the derivative of the true square root, not the
     derivative of the Padé approximant (``exact_gradient = False``); it never divides by
@@ -574,24 +663,29 @@ class MPALyaSolver(_MatFnSolver):
     source = "000 (Song 2023), Sec. 2.3-2.4, Eq. 2.8-2.11, 2.20-2.23, 2.27, 2.38-2.39, Alg. 1-2"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
-    # Measured max (cond <= 10, n <= 64) 3.2e-6 in float32 and 6.0e-15 in float64 with the
-    # default steps = 2 (steps = 1, the thesis's: 1.0e-2 in both, growing with n under
-    # Frobenius scaling: 2e-2 at n = 128, 3.7e-2 at n = 256).
+    # Measured max (cond <= 10, n <= 64) 8.3e-7 in float32 and 2.1e-15 in float64 with the
+    # defaults (steps = 1, the thesis's: 1.0e-2 in both, growing with n under Frobenius
+    # scaling: 2e-2 at n = 128, 3.7e-2 at n = 256).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-5, torch.float64: 3e-14}
     # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
     # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
     error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {
-        ("sqrt", torch.float32): (2e-5, 2e-5, 2e-4, 2e-3, 1e-2, 2e-2, 2e-2),
-        ("invsqrt", torch.float32): (2e-5, 2e-5, 2e-4, 5e-2, 5e-1, 2e0, 2e0),
-        ("sqrt", torch.float64): (5e-14, 5e-14, 5e-7, 1e-3, 1e-2, 2e-2, 2e-2),
-        ("invsqrt", torch.float64): (5e-14, 5e-14, 5e-6, 5e-2, 5e-1, 2e0, 2e0),
+        ("sqrt", torch.float32): (2e-5, 2e-5, 1e-2, 5e-2, 1e-1, 1e-1, 1e-1),
+        ("invsqrt", torch.float32): (2e-5, 2e-5, 5e-2, 1e0, 2e0, 2e0, 2e0),
+        ("sqrt", torch.float64): (5e-14, 5e-14, 1e-9, 2e-4, 5e-3, 1e-2, 1e-2),
+        ("invsqrt", torch.float64): (5e-14, 5e-14, 1e-8, 5e-3, 5e-1, 2e0, 2e0),
     }
 
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
         # Derived once, in exact arithmetic, outside any traced region (torch.compile).
-        p, q = pade_coefficients(*self.config.degree)
-        self._coefficients = (1.0, *(-c for c in p)), (1.0, *(-c for c in q))
+        self._coefficients = _pade_polynomials(*self.config.degree)
+        step_degrees = (
+            {AUTO_STEP_DEGREE_DEFAULT, *AUTO_STEP_DEGREE.values()}
+            if self.config.step_degree == "auto"
+            else {self.config.step_degree}
+        )
+        self._step_coefficients = {d: _pade_polynomials(*d) for d in sorted(step_degrees)}
         if self.config.solve == "cholesky":
             self._check_cholesky_applies()
         self._newton: dict[tuple[str, str], _NewtonInverse] = {}
@@ -610,22 +704,45 @@ class MPALyaSolver(_MatFnSolver):
         """Newton-Schulz starts for ``P_M`` and ``Q_N`` on the spectra of ``Z`` and ``E``."""
         # Z = I - A/s has its spectrum in _z_interval; E = I - Y W of the coupled steps in
         # [0, 1) (measured >= -2e-10 for eigenvalues of A/s in (0, 1.6]).
-        degree = max(self.config.degree)
-        for where, (lo, hi) in (("Z", _z_interval(self.config.scaling)), ("E", (0.0, 1.0))):
-            for label, coeffs in zip(("P_M", "Q_N"), self._coefficients):
+        problems: dict[Any, tuple] = {
+            "Z": (self._coefficients, self.config.degree, _z_interval(self.config.scaling))
+        }
+        if self.config.steps > 1:
+            for step_degree, polynomials in self._step_coefficients.items():
+                if step_degree[0] > 0:
+                    problems[step_degree] = (polynomials, step_degree, (0.0, 1.0))
+        for where, (polynomials, degree, (lo, hi)) in problems.items():
+            for label, coeffs in zip(("P_M", "Q_N"), polynomials):
                 try:
-                    inverse = _NewtonInverse(coeffs, lo, hi, degree)
+                    inverse = _NewtonInverse(coeffs, lo, hi, max(degree))
                 except ConfigError as err:
+                    option = "degree" if where == "Z" else "step_degree"
                     raise ConfigError(
-                        f"option 'solve' = 'newton' is invalid with degree = "
-                        f"{list(self.config.degree)} and scaling = {self.config.scaling!r}: "
-                        f"{label} ({err}); use solve='lu' or 'auto'"
+                        f"option 'solve' = 'newton' is invalid with {option} = "
+                        f"{list(degree)} and scaling = {self.config.scaling!r}: {label} "
+                        f"({err}); use solve='lu' or 'auto'"
                     ) from None
                 self._newton[where, label[0]] = inverse
 
     def _polynomial_coefficients(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Ascending coefficients of ``P_M`` and ``Q_N`` (Eq. 2.10)."""
         return self._coefficients
+
+    def step_degree_for(self, dtype: torch.dtype) -> tuple[int, int]:
+        """The ``[M', N']`` of the coupled steps for input of ``dtype`` (``step_degree``,
+        with ``"auto"`` resolved)."""
+        if self.config.step_degree != "auto":
+            return self.config.step_degree
+        return AUTO_STEP_DEGREE.get(dtype, AUTO_STEP_DEGREE_DEFAULT)
+
+    def _step_factor(self, E: torch.Tensor) -> torch.Tensor:
+        """``R = P_M'(E)^(-1) Q_N'(E)``, the ``step_degree`` approximant of ``(I - E)^(-1/2)``;
+        for ``M' = 0`` the polynomial ``Q_N'(E)`` alone (no solve)."""
+        degree = self.step_degree_for(E.dtype)
+        if degree[0] == 0:
+            return matrix_polynomials(E, self._step_coefficients[degree][1:])[0]
+        _, Q, solve = self._solver_polynomials(E, degree, ("P",), None)
+        return solve["P"](Q)
 
     def _check_cholesky_applies(self) -> None:
         lo, hi = _z_interval(self.config.scaling)
@@ -639,16 +756,20 @@ class MPALyaSolver(_MatFnSolver):
                 )
 
     def _solver_polynomials(
-        self, Z: torch.Tensor, where: str, denominators: tuple[str, ...], Z2: torch.Tensor | None
+        self,
+        Z: torch.Tensor,
+        where: str | tuple[int, int],
+        denominators: tuple[str, ...],
+        Z2: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Callable]]:
         """``P_M(Z)``, ``Q_N(Z)`` and, per polynomial in ``denominators`` (``"P"``/``"Q"``),
         a function ``numerator -> denominator^(-1) numerator`` by the configured solve (the
-        Newton-Schulz starts share the powers of ``Z``)."""
+        Newton-Schulz starts share the powers of ``Z``). ``where``: ``"Z"`` for the
+        approximant of ``degree``, a step degree ``[M', N']`` for the coupled steps' one."""
         method = self.solve_method
         newton = [self._newton[where, d] for d in denominators] if method == "newton" else []
-        polys = matrix_polynomials(
-            Z, (*self._polynomial_coefficients(), *(n.start for n in newton)), Z2
-        )
+        coefficients = self._coefficients if where == "Z" else self._step_coefficients[where]
+        polys = matrix_polynomials(Z, (*coefficients, *(n.start for n in newton)), Z2)
         P, Q = polys[0], polys[1]
         by_label = {"P": P, "Q": Q}
         solves = {}
@@ -685,25 +806,26 @@ class MPALyaSolver(_MatFnSolver):
         """Steps ``2..steps`` of the coupled Padé iteration for ``An = A / s`` from ``W_1 =
         P_M(Z)^(-1) Q_N(Z)``, the first step (Eq. 2.27 without the scale).
 
-        ``Y_1 = An W_1``; then ``E = I - Y_k W_k``, ``R = P_M(E)^(-1) Q_N(E)`` (the ``[N, M]``
-        Padé approximant of ``(1 - e)^(-1/2)``), ``Y_{k+1} = Y_k R``, ``W_{k+1} = R W_k``:
-        the Padé family of iterations for the square root in coupled form (Higham 2008,
-        *Functions of Matrices*, thesis ref. [94]; the Newton-Schulz iteration of Eq. 2.3 is
-        its ``[1, 0]`` member). Every iterate is a rational function of ``An``, so they
-        commute, the same solve applies, and ``1 - y w`` goes to 0 with order ``M + N + 1``.
+        ``Y_1 = An W_1``; then ``E = I - Y_k W_k``, ``R = P_M'(E)^(-1) Q_N'(E)`` (the ``[N',
+        M']`` Padé approximant of ``(1 - e)^(-1/2)``, ``[M', N'] = step_degree``),
+        ``Y_{k+1} = Y_k R``, ``W_{k+1} = R W_k``: the Padé family of iterations for the square
+        root in coupled form (Higham 2008, *Functions of Matrices*, thesis ref. [94]; the
+        Newton-Schulz iteration of Eq. 2.3 is its ``[0, 1]`` member, ``R = I + E / 2``). Every
+        iterate is a rational function of ``An``, so they commute, the same solve applies,
+        and ``1 - y w`` goes to 0 with order ``M' + N' + 1``.
         The square root is ``An W``, not the thesis's ``P_M(Z) / Q_N(Z)``: as an eigenvalue
         ``x`` of ``An`` tends to 0 it tends to 0 (``sqrt(x)`` is approached from below) instead of
         ``P_M(1) / Q_N(1) = 1/11``; the eigenvalues of ``E`` stay in ``[0, 1)`` (measured
         ``>= -2e-10`` for ``x`` in ``(0, 1.6]``), where ``P_M`` and ``Q_N`` are positive, so
-        ``solve="cholesky"`` applies to every step. ``max(M, N) + 3`` matrix products and one
-        solve per step (one product fewer in the last when only one factor is wanted).
+        ``solve="cholesky"`` applies to every step. ``max(M', N') + 3`` matrix products and
+        one solve per step, ``N' + 2`` and no solve for ``M' = 0`` (one product fewer in the
+        last when only one factor is wanted).
         """
         eye = torch.eye(An.shape[-1], dtype=An.dtype, device=An.device).expand_as(An)
         Y = An @ W
         for k in range(2, self.config.steps + 1):
             E = torch.baddbmm(eye, Y, W, alpha=-1.0)
-            _, Q, solve = self._solver_polynomials(E, "E", ("P",), None)
-            R = solve["P"](Q)
+            R = self._step_factor(E)
             last = k == self.config.steps
             Y = Y if last and want == INVSQRT else Y @ R
             W = W if last and want == SQRT else R @ W
@@ -827,6 +949,9 @@ class NSLyaSolver(_MatFnSolver):
     """
 
     Config = NSLyaConfig
+    # Newton-Schulz leaves an eigenvalue x << 1 of A / s near 1.5^iters x instead of sqrt(x):
+    # the root can be as ill-conditioned as A itself (the automatic backward schedule's bound).
+    root_exponent: ClassVar[float] = 1.0
     source = "000 (Song 2023), Sec. 2.5.6, Eq. 2.49-2.52, Table 2.10; Alg. 2"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
