@@ -7,8 +7,8 @@ from typing import ClassVar
 import torch
 
 from ...core.config import config, floating, integer, option, optional
+from ...core.eigh_solver import EighSolver, eps_option
 from ...core.gradient_rules import PadeRule
-from .base import EighSolver, eps_option
 
 __all__ = ["SVDPadeConfig", "SVDPadeSolver"]
 
