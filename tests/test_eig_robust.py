@@ -30,7 +30,7 @@ from eigenflow.core.gradient_rules import (
     topn_rule,
     truncation_rule,
 )
-from eigenflow.core.rational import (
+from eigenflow.core.pade import (
     geometric_damping,
     geometric_pade,
     geometric_taylor,

@@ -1,4 +1,4 @@
-"""Lyapunov solvers (eigenflow.core.lyapunov) against scipy's Bartels-Stewart solver."""
+"""Lyapunov solvers (eigenflow.plugins.matfn.lyapunov) against scipy's Bartels-Stewart solver."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from _matfn_common import eig_sqrt, one_thread, rel_err, spd  # noqa: F401 - fixture
 from scipy.linalg import solve_continuous_lyapunov
 
-from eigenflow.core.lyapunov import (
+from eigenflow.plugins.matfn.lyapunov import (
     lyapunov_exact,
     lyapunov_exact_eig,
     lyapunov_sign_iterates,

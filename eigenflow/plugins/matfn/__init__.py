@@ -1,5 +1,11 @@
-"""Plugin family module ``matfn``: matrix square root and inverse square root without (or
+"""Plugin family ``matfn``: matrix square root and inverse square root without (or
 with) an eigendecomposition, after thesis 000, Ch. 2 (Song 2023).
+
+The solvers are defined here; the math only they use lives beside them:
+:mod:`~eigenflow.plugins.matfn.lyapunov` (the Lyapunov solvers of the backward and the
+pre-normalisation scales) and :mod:`~eigenflow.plugins.matfn.polynomials` (matrix
+polynomial evaluation). The Taylor and Padé coefficients come from :mod:`eigenflow.core.pade`,
+shared with the smoothed eigendecomposition gradients.
 
 Solvers registered here (kind ``solver``):
 
@@ -17,7 +23,7 @@ Solvers registered here (kind ``solver``):
     ``torch.linalg.eigh`` forward (Eq. 3.2-3.3) with the Lyapunov backward.
 
 The solvers with a Lyapunov backward take ``backward="lyapunov"`` (the iterative solver,
-:func:`eigenflow.core.lyapunov.lyapunov_sign_solve`) or ``backward="exact"`` (the
+:func:`eigenflow.plugins.matfn.lyapunov.lyapunov_sign_solve`) or ``backward="exact"`` (the
 eigendecomposition-based Bartels-Stewart solution used as reference in Table 2.9), with
 ``lya_iters`` / ``lya_tol``, ``lya_symmetric`` and ``scaling``.
 
@@ -35,7 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..core.config import (
+from ...core.config import (
     boolean,
     config,
     floating,
@@ -44,8 +50,12 @@ from ..core.config import (
     option,
     optional,
 )
-from ..core.errors import ConfigError
-from ..core.lyapunov import (
+from ...core.errors import ConfigError
+from ...core.pade import power_pade_coefficients, taylor_coefficients
+from ...core.solver import Solver
+from ...core.spectral import eigenvalue_floor, function_of_eigenpairs, symmetrize
+from ...registry import hookimpl
+from .lyapunov import (
     SCALINGS,
     lyapunov_exact,
     lyapunov_exact_eig,
@@ -53,10 +63,7 @@ from ..core.lyapunov import (
     normalising_scale,
     schatten_scale_and_square,
 )
-from ..core.pade import matrix_horner, matrix_polynomials, pade_coefficients, taylor_coefficients
-from ..core.solver import Solver
-from ..core.spectral import eigenvalue_floor, function_of_eigenpairs, symmetrize
-from ..registry import hookimpl
+from .polynomials import matrix_horner, matrix_polynomials
 
 __all__ = [
     "MPALyaConfig",
@@ -540,7 +547,7 @@ class MPALyaSolver(_MatFnSolver):
 
     Forward (Algorithm 1): ``Z = I - A / ||A||_F``; ``P_M = I - sum_m p_m Z^m``,
     ``Q_N = I - sum_n q_n Z^n`` (Eq. 2.10) with the ``[M, N]`` coefficients of Eq. 2.8-2.9
-    derived by :func:`eigenflow.core.pade.pade_coefficients`; ``A^(1/2)`` solves
+    derived by :func:`eigenflow.core.pade.power_pade_coefficients`; ``A^(1/2)`` solves
     ``Q_N X = sqrt(||A||_F) P_M`` (Eq. 2.11) and ``A^(-1/2)`` solves
     ``P_M X = Q_N / sqrt(||A||_F)`` (Eq. 2.27): no explicit inverse, one batched LU solve per
     factor (``torch.linalg.solve_ex`` without error checks, so no host sync; ``solve=
@@ -590,7 +597,7 @@ class MPALyaSolver(_MatFnSolver):
     def __init__(self, config: Any = None, **options: Any):
         super().__init__(config, **options)
         # Derived once, in exact arithmetic, outside any traced region (torch.compile).
-        p, q = pade_coefficients(*self.config.degree)
+        p, q = power_pade_coefficients(*self.config.degree)
         self._coefficients = (1.0, *(-c for c in p)), (1.0, *(-c for c in q))
         if self.config.solve == "cholesky":
             self._check_cholesky_applies()
