@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import eigenflow as ef
-from eigenflow.bench_gradients import (
+from eigenflow.bench.gradients import (
     QUALITY_COLUMNS,
     eigh_solver_names,
     exact_sqrt_gradient,
