@@ -12,17 +12,6 @@ from .solver import Solver
 
 __all__ = ["KINDS", "kind_base"]
 
-KINDS: tuple[str, ...] = (
-    "solver",
-    "constraint",
-    "traversal",
-    "model",
-    "layer",
-    "metric",
-    "dataset",
-    "pipeline",
-)
-
 _BASES: dict[str, type] = {
     "solver": Solver,
     "constraint": Constraint,
@@ -33,6 +22,9 @@ _BASES: dict[str, type] = {
     "dataset": Dataset,
     "pipeline": PipelineBase,
 }
+
+KINDS: tuple[str, ...] = tuple(_BASES)
+"""The kinds of component, in the order listings show them."""
 
 
 def kind_base(kind: str) -> type:
