@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import eigenflow as ef
-from eigenflow.core.householder import householder_columns
+from eigenflow.plugins.constraints.householder_products import householder_columns
 
 CONSTRAINTS: list[tuple[str, dict[str, Any]]] = [
     ("nog", {"method": "svd"}),

@@ -22,7 +22,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from eigenflow.plugins.models.pipelines import _markdown, _summarise
+from eigenflow.plugins.models.results import results_markdown, summarise_runs
 
 # longest first, so that the pool ends together
 MODELS = ("ffvae-weak", "ffvae", "vae")
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         paths = list(pool.map(lambda job: run_job(*job, args.out, args.set), jobs))
     runs = merge(paths)
-    summary = _summarise(runs)
-    print(_markdown(summary))
+    summary = summarise_runs(runs)
+    print(results_markdown(summary))
     if args.json:
         record = {
             "date": datetime.date.today().isoformat(),

@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from eigenflow.bench_gradients import (
+from eigenflow.bench.gradients import (
     DEFAULT_CONDS,
     gradient_quality,
     time_forward_backward,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import eigenflow as ef
-from eigenflow.core.metric_tensor import metric_by_backprop
+from eigenflow.plugins.traversals.metric_tensor import metric_by_backprop
 
 
 class ConvGenerator(nn.Module):

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 import eigenflow as ef
-from eigenflow.core.lyapunov import lyapunov_exact, lyapunov_sign_iterates
+from eigenflow.plugins.matfn.lyapunov import lyapunov_exact, lyapunov_sign_iterates
 
 SOLVERS = ["mpa-lya", "mtp-lya", "ns", "ns-lya", "svd-lya"]
 CONDS = [1e1, 1e2, 1e4, 1e6, 1e8]

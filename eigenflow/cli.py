@@ -257,13 +257,22 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
+    from .bench import cli as bench_cli
 
-    return bench.main(args)
+    return bench_cli.main(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``eigenflow`` command."""
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(*, bench_options: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of the ``eigenflow`` command.
+
+    ``bench_options``: add the options of ``eigenflow bench``, which imports the benchmark
+    harness (:mod:`eigenflow.bench`); :func:`main` does so only when the command is ``bench``.
+    """
     parser = argparse.ArgumentParser(
         prog="eigenflow", description="Differentiable spectral methods for deep learning."
     )
@@ -312,19 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("bench", help="benchmark the registered solvers side by side")
-    try:
-        from . import bench
+    if bench_options:
+        from .bench import cli as bench_cli
 
-        bench.add_arguments(p)
-    except ImportError:  # pragma: no cover - bench module is part of the package
-        pass
+        bench_cli.add_arguments(p)
     p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(bench_options=_command(argv) == "bench")
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

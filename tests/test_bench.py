@@ -121,9 +121,9 @@ def test_accuracy_measures_relative_frobenius_error():
 def test_peers_are_correct():
     A = bench.make_spd(3, 6, cond=100.0, seed=5)
     for op in ("sqrt", "invsqrt"):
-        X = bench._peer_eigh(op, A)
+        X = bench.contenders._peer_eigh(op, A)
         assert bench.accuracy(op, X, A)["rel_err_max"] < 1e-12
-    for peer in (bench._peer_eigh, bench._peer_svd):
+    for peer in (bench.contenders._peer_eigh, bench.contenders._peer_svd):
         acc = bench.accuracy("eigh", peer("eigh", A), A)
         assert acc["rel_err_max"] < 1e-12 and acc["recon_err"] < 1e-12
 
@@ -436,7 +436,11 @@ def test_solver_failing_during_the_timed_repeats_is_an_error_row():
     contenders = [
         bench.Contender("tires", "tires", False, frozenset({"sqrt"}), tires),
         bench.Contender(
-            bench.EIGH_PEER, bench.EIGH_PEER, True, frozenset(bench.OPS), bench._peer_eigh
+            bench.EIGH_PEER,
+            bench.EIGH_PEER,
+            True,
+            frozenset(bench.OPS),
+            bench.contenders._peer_eigh,
         ),
     ]
     spec = bench.BenchSpec(
@@ -491,7 +495,7 @@ def test_ctrl_c_keeps_the_rows_measured_so_far(tmp_path, monkeypatch):
     def interrupted_run(*args, **kwargs):
         raise bench.BenchInterrupted(stop.value.rows)
 
-    monkeypatch.setattr(bench, "run_benchmark", interrupted_run)
+    monkeypatch.setattr(bench.cli, "run_benchmark", interrupted_run)
     args = _parser().parse_args(["--solvers", "svd", "--no-plots", "--out", str(tmp_path)])
     stderr = io.StringIO()
     assert bench.main(args, stdout=io.StringIO(), stderr=stderr) == 130
@@ -706,8 +710,8 @@ def test_peers_that_sync_with_the_host_are_not_captured():
     assert {c.label for c in peers} == {bench.EIGH_PEER, bench.SVD_PEER}
     for peer in peers:
         traced = attrs.evolve(peer, call=lambda op, A: calls.append(op))
-        row = bench._new_row(traced, "eigh", "cuda", "float32", 2, 4, 10.0, bench.GRAPH)
-        bench._measure_point_graph(traced, row, "eigh", torch.eye(4)[None], (), None)
+        row = bench.timing._new_row(traced, "eigh", "cuda", "float32", 2, 4, 10.0, bench.spec.GRAPH)
+        bench.timing._measure_point_graph(traced, row, "eigh", torch.eye(4)[None], (), None)
         assert row["status"] == "skipped" and "not attempted" in row["message"]
         assert row["fwdbwd_ms"] is None
     assert calls == []

@@ -208,3 +208,25 @@ def test_bench_smoke_with_gradient_quality(tmp_path, capsys):
     report = json.loads((tmp_path / "gradients" / "gradient_quality.json").read_text())
     rows = report["gradient_quality"]
     assert {r["solver"] for r in rows} >= {"svd", "svd-pade"}
+
+
+def test_only_the_bench_command_imports_the_benchmark_harness():
+    # a fresh interpreter: eigenflow list must not import eigenflow.bench, eigenflow bench --help
+    # must (its options come from eigenflow.bench.cli)
+    script = (
+        "import sys, contextlib, io\n"
+        "from eigenflow.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['list', 'solver'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('eigenflow.bench')))\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n"
+        "        main(['bench', '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('--gradient-quality' in out.getvalue(), 'eigenflow.bench.cli' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.splitlines() == ["[]", "True True"]

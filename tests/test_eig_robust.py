@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import eigenflow as ef
-from eigenflow.bench_gradients import (
+from eigenflow.bench.gradients import (
     QUALITY_COLUMNS,
     eigh_solver_names,
     exact_sqrt_gradient,
@@ -30,7 +30,7 @@ from eigenflow.core.gradient_rules import (
     topn_rule,
     truncation_rule,
 )
-from eigenflow.core.rational import (
+from eigenflow.core.pade import (
     geometric_damping,
     geometric_pade,
     geometric_taylor,

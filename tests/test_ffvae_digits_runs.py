@@ -37,3 +37,25 @@ def test_merge_joins_the_jobs_by_model_in_seed_order(runs, tmp_path):
     merged = runs.merge(paths)
     assert [r["seed"] for r in merged["vae"]] == [0, 1]
     assert [r["seed"] for r in merged["ffvae"]] == [0]
+
+
+def test_summarise_runs_gives_mean_std_and_target_ratios():
+    from eigenflow.plugins.models.results import results_markdown, summarise_runs
+
+    runs = {
+        "vae": [
+            {"seed": 0, "equivariance_error": 2.0, "log_likelihood": -10.0},
+            {"seed": 1, "equivariance_error": 4.0, "log_likelihood": -12.0},
+        ],
+        "ffvae": [
+            {"seed": 0, "equivariance_error": 1.0, "log_likelihood": -9.0},
+            {"seed": 1, "equivariance_error": 2.0, "log_likelihood": -9.0},
+        ],
+    }
+    table = summarise_runs(runs)
+    assert table["vae"]["equivariance_error"] == {"mean": 3.0, "std": 1.0}
+    assert table["ffvae"]["equivariance_error"] == {"mean": 1.5, "std": 0.5}
+    assert table["targets"] == {"ffvae_over_vae_equivariance": 0.5, "ffvae_ll_minus_vae_ll": 2.0}
+    text = results_markdown(table)
+    assert "| vae | 3.00 +- 1.00 | -11.00 +- 1.00 | - | - |" in text
+    assert "ffvae_over_vae_equivariance: 0.500" in text

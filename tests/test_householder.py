@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import eigenflow as ef
-from eigenflow.core.householder import (
+from eigenflow.plugins.constraints.householder_products import (
     compact_wy,
     householder_columns,
     householder_matrix,

@@ -1,4 +1,4 @@
-"""Lyapunov solvers (eigenflow.core.lyapunov) against scipy's Bartels-Stewart solver."""
+"""Lyapunov solvers (eigenflow.plugins.matfn.lyapunov) against scipy's Bartels-Stewart solver."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from _matfn_common import eig_sqrt, one_thread, rel_err, spd  # noqa: F401 - fixture
 from scipy.linalg import solve_continuous_lyapunov
 
-from eigenflow.core.lyapunov import (
+from eigenflow.plugins.matfn.lyapunov import (
     lyapunov_exact,
     lyapunov_exact_eig,
     lyapunov_sign_iterates,
@@ -292,7 +292,7 @@ def test_speed_options_keep_dtype_and_batch_shape(dtype):
 def test_normalised_lower_bound_holds_at_the_stated_condition(n, scaling):
     # Independent check with eigvalsh: B of condition exactly c, every spectrum shape between
     # "one large, the rest small" (the worst for the norms) and log-spaced.
-    from eigenflow.core.lyapunov import _initial_iterates, normalised_lower_bound
+    from eigenflow.plugins.matfn.lyapunov import _initial_iterates, normalised_lower_bound
 
     c = 30.0
     bound = normalised_lower_bound(n, scaling, c)
@@ -321,7 +321,7 @@ def test_sign_steps_to_reach_is_the_fewest_steps_on_matrices(lower, target, scal
     # Against the matrix iteration and scipy: B / ||B||_F has its smallest eigenvalue exactly at
     # `lower` and C is the projector on that eigenvector, so the relative error of X_k is the
     # worst eigenvalue's. K steps meet the target, K - 1 do not.
-    from eigenflow.core.lyapunov import sign_steps_to_reach
+    from eigenflow.plugins.matfn.lyapunov import sign_steps_to_reach
 
     K = sign_steps_to_reach(lower, target, scaled)
     rest = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64)

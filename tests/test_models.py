@@ -10,14 +10,6 @@ import torch
 from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
 
 import eigenflow as ef
-from eigenflow.core.kl import (
-    kl_categorical_uniform,
-    kl_diag_normal_std,
-    kl_fullcov_normal_std,
-    log_normal_diag,
-    log_normal_fullcov,
-    log_normal_std,
-)
 from eigenflow.core.potentials import (
     PotentialFamily,
     exact_laplacian,
@@ -25,6 +17,14 @@ from eigenflow.core.potentials import (
     hutchinson_laplacian,
     potential_derivatives,
     wave_residual,
+)
+from eigenflow.plugins.models.kl import (
+    kl_categorical_uniform,
+    kl_diag_normal_std,
+    kl_fullcov_normal_std,
+    log_normal_diag,
+    log_normal_fullcov,
+    log_normal_std,
 )
 
 D64 = torch.float64
@@ -409,7 +409,7 @@ def test_bad_inputs_raise_clear_errors():
 @pytest.mark.parametrize("density_update", ["logdet", "laplacian"])
 def test_diffusion_prior_step_matches_autograd(density_update):
     """Prior step of Eq. 4.17-4.18: psi = -D log N(0, var I), map z -> z + grad psi."""
-    from eigenflow.core.kl import gaussian_log_density
+    from eigenflow.plugins.models.kl import gaussian_log_density
 
     diffusion, var = 0.3, 1.7
     model = _ffvae(density_update=density_update, diffusion=diffusion)

@@ -8,8 +8,12 @@ import torch
 from torch import nn
 
 import eigenflow as ef
-from eigenflow.core.metric_tensor import hvp_operator, metric_by_backprop, metric_by_jacobian
 from eigenflow.core.spectral import canonical_signs
+from eigenflow.plugins.traversals.metric_tensor import (
+    hvp_operator,
+    metric_by_backprop,
+    metric_by_jacobian,
+)
 
 D, P = 6, 9
 

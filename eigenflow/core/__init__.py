@@ -2,7 +2,6 @@
 
 from .checks import check_square, check_symmetric, check_tensor
 from .component import (
-    KINDS,
     Component,
     Constraint,
     Dataset,
@@ -12,7 +11,6 @@ from .component import (
     PipelineBase,
     RunContext,
     Traversal,
-    kind_base,
 )
 from .config import ComponentRef, component_option, config, describe_config, option
 from .errors import (
@@ -28,6 +26,7 @@ from .errors import (
     UnknownKindError,
     UnknownNameError,
 )
+from .kinds import KINDS, kind_base
 from .solver import Solver
 
 __all__ = [

@@ -17,7 +17,6 @@ from .errors import ConfigError, EigenflowWarning, NotSupportedError
 from .progress import Progress
 
 __all__ = [
-    "KINDS",
     "Component",
     "Constraint",
     "Dataset",
@@ -27,7 +26,6 @@ __all__ = [
     "PipelineBase",
     "RunContext",
     "Traversal",
-    "kind_base",
 ]
 
 
@@ -227,35 +225,3 @@ class PipelineBase(Component):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _solver_base() -> type:
-    from .solver import Solver
-
-    return Solver
-
-
-KINDS: tuple[str, ...] = (
-    "solver",
-    "constraint",
-    "traversal",
-    "model",
-    "layer",
-    "metric",
-    "dataset",
-    "pipeline",
-)
-
-
-def kind_base(kind: str) -> type:
-    """The base class every plugin of ``kind`` must derive from."""
-    bases = {
-        "constraint": Constraint,
-        "traversal": Traversal,
-        "model": Model,
-        "layer": Layer,
-        "metric": Metric,
-        "dataset": Dataset,
-        "pipeline": PipelineBase,
-    }
-    return _solver_base() if kind == "solver" else bases[kind]

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from .rational import RationalApproximant, geometric_pade, geometric_taylor
+from .pade import RationalApproximant, geometric_pade, geometric_taylor
 
 __all__ = [
     "PadeRule",
@@ -98,7 +98,7 @@ def pade_rule(
 ) -> torch.Tensor:
     """SVD-Padé (Eq. 3.14-3.18): ``F_ij = (1/mu_j) r(mu_i/mu_j)`` with ``r`` the regularised
     diagonal Padé approximant of ``1/(1-x)`` of total degree ``degree`` whose maximum on
-    ``[0, 1]`` is ``bound`` (:func:`eigenflow.core.rational.geometric_pade`), capped at
+    ``[0, 1]`` is ``bound`` (:func:`eigenflow.core.pade.geometric_pade`), capped at
     ``bound / mu_max``.
 
     Near ``x = 1``, ``r(x)/mu_j ~ 1/(mu_j - mu_i + mu_j/bound)``: the singularity is moved by

@@ -136,10 +136,10 @@ def canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
 
     An eigenvector's sign is arbitrary and LAPACK, cuSOLVER and iterative methods choose
     differently; this makes results that follow a direction (paths, traversals) the same on
-    every device.
+    every device. The flip is differentiated as a constant.
     """
     index = vectors.abs().argmax(dim=-2, keepdim=True)  # (..., 1, k)
-    sign = torch.sign(torch.gather(vectors, -2, index))
+    sign = torch.sign(torch.gather(vectors, -2, index)).detach()
     return vectors * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 

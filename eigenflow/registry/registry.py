@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from ..core.component import KINDS, Component, kind_base
+from ..core.component import Component
 from ..core.config import ComponentRef, validate_options
 from ..core.errors import (
     ConfigError,
@@ -30,6 +30,7 @@ from ..core.errors import (
     UnknownNameError,
     did_you_mean,
 )
+from ..core.kinds import KINDS, kind_base
 from . import hookspec
 
 __all__ = [

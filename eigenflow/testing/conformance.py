@@ -28,9 +28,10 @@ import torch
 
 from ..api import create, get
 from ..api import list as list_names
-from ..core.component import Component, Constraint, kind_base
+from ..core.component import Component, Constraint
 from ..core.config import describe_config
 from ..core.errors import ConfigError, InputError, NotSupportedError
+from ..core.kinds import kind_base
 from ..core.solver import ENVELOPE_CONDS, Solver
 from ..registry.registry import get_registries
 from .matrices import random_spd, reference_sqrt_invsqrt, spd_from_eigenvalues

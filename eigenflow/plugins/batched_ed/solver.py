@@ -9,10 +9,10 @@ import torch
 
 from ...core.checks import host_reads_allowed
 from ...core.config import config, floating, integer, one_of, option, optional
+from ...core.eigh_solver import EighSolver, eps_option
 from ...core.errors import ConvergenceError, ConvergenceWarning, EigenflowWarning, NotSupportedError
 from ...core.gradient_rules import PadeRule
 from ...core.spectral import GradientRule, eigh_autograd, exact_rule
-from ..eig.base import EighSolver, eps_option
 from . import torch_impl
 
 __all__ = [

@@ -2,9 +2,10 @@
 (Eq. 4.5, Theorems 5-6), as a ``torch.nn.utils.parametrize`` parametrization.
 
 ``U`` and ``V`` are products of Householder reflectors (Theorem 5) computed in compact WY form
-(Theorem 6, :mod:`eigenflow.core.householder`), ``S = diag(1, .., 1, 0, .., 0)`` with ``rank``
-ones (Eq. 4.5), so ``weight = U[:, :N] V[:, :N]^T``. The learnable tensors are the reflector
-vectors (``parametrizations.weight.original0`` for ``U``, ``original1`` for ``V``); they are what
+(Theorem 6, :mod:`~eigenflow.plugins.constraints.householder_products`),
+``S = diag(1, .., 1, 0, .., 0)`` with ``rank`` ones (Eq. 4.5), so
+``weight = U[:, :N] V[:, :N]^T``. The learnable tensors are the reflector vectors
+(``parametrizations.weight.original0`` for ``U``, ``original1`` for ``V``); they are what
 ``state_dict`` saves. Because each reflector normalises its vector, any gradient step keeps
 ``U`` and ``V`` orthogonal (Sec. 4.4.2, "Orthogonality Preservation").
 """
@@ -19,7 +20,7 @@ from torch import nn
 
 from ...core.config import config, integer, one_of, option, optional
 from ...core.errors import ConfigError, NotSupportedError
-from ...core.householder import householder_columns, householder_vectors
+from .householder_products import householder_columns, householder_vectors
 from .weight import ParametrizationConstraint
 
 __all__ = ["Householder", "HouseholderConfig", "HouseholderProjector"]
@@ -31,7 +32,7 @@ class HouseholderProjector(nn.Module):
     ``u_vectors`` is ``(out, out)`` (one reflector per row), ``v_vectors`` ``(in', in')`` with
     ``in' = in * prod(kernel)``; the buffers ``signs_u``, ``signs_v`` hold the fixed column signs
     that let the reflectors represent any orthogonal matrix (see
-    :func:`eigenflow.core.householder.householder_vectors`).
+    :func:`eigenflow.plugins.constraints.householder_products.householder_vectors`).
 
     ``right_inverse(W)`` is the thesis's initialisation from a (pretrained) weight: the SVD
     ``W = U S V^T`` gives the nearest orthogonal matrix ``U V^T``, and ``U``, ``V`` are

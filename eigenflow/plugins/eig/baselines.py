@@ -11,9 +11,9 @@ import attrs
 import torch
 
 from ...core.config import config, floating, integer, option
+from ...core.eigh_solver import EighSolver, eps_option
 from ...core.errors import ConfigError
 from ...core.gradient_rules import clip_rule, power_iteration_rule, topn_rule, truncation_rule
-from .base import EighSolver, eps_option
 
 __all__ = [
     "SVDClipConfig",

@@ -7,8 +7,8 @@ from typing import ClassVar
 import torch
 
 from ...core.config import config, floating, integer, option, optional
+from ...core.eigh_solver import EighSolver, eps_option
 from ...core.gradient_rules import PadeRule
-from .base import EighSolver, eps_option
 
 __all__ = ["SVDPadeConfig", "SVDPadeSolver"]
 
@@ -46,7 +46,7 @@ class SVDPadeSolver(EighSolver):
     Forward: exact ``torch.linalg.eigh`` (Eq. 3.2-3.3). Backward: Eq. 3.6 with, for
     ``lambda_j >= lambda_i``, ``1/(lambda_j - lambda_i) = (1/lambda_j) f(lambda_i/lambda_j)``
     and ``f(x) = 1/(1-x)`` replaced by a Tikhonov-regularised ``[m/n]`` Padé approximant
-    (Eq. 3.16, 3.18; :mod:`eigenflow.core.rational`): agrees with ``1/(1-x)`` to a relative
+    (Eq. 3.16, 3.18; :mod:`eigenflow.core.pade`): agrees with ``1/(1-x)`` to a relative
     ``~ 1/(bound (1-x))`` near ``x = 1`` and far better away from it, and is bounded by
     ``bound``; ``|K_ij|`` is also capped at ``bound / lambda_max`` (gaps below the absolute
     resolution of ``eigh``). Gradients are finite on repeated eigenvalues and singular input.

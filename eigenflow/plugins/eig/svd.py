@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 
 from ...core.config import config, floating, option, optional
-from .base import EighSolver
+from ...core.eigh_solver import EighSolver
 
 __all__ = ["SVDConfig", "SVDSolver"]
 

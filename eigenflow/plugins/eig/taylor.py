@@ -7,8 +7,8 @@ from typing import ClassVar
 import torch
 
 from ...core.config import config, integer, option
+from ...core.eigh_solver import EighSolver, eps_option
 from ...core.gradient_rules import taylor_rule
-from .base import EighSolver, eps_option
 
 __all__ = ["SVDTaylorConfig", "SVDTaylorSolver"]
 

@@ -24,13 +24,6 @@ from torch import nn
 
 from ...core.config import boolean, config, floating, integer, one_of, option
 from ...core.errors import InputError
-from ...core.kl import (
-    gaussian_log_density,
-    kl_categorical_uniform,
-    kl_diag_normal_std,
-    log_normal_diag,
-    log_normal_std,
-)
 from ...core.potentials import (
     PotentialFamily,
     hessian,
@@ -38,6 +31,13 @@ from ...core.potentials import (
     hutchinson_laplacian,
     potential_derivatives,
     wave_residual,
+)
+from .kl import (
+    gaussian_log_density,
+    kl_categorical_uniform,
+    kl_diag_normal_std,
+    log_normal_diag,
+    log_normal_std,
 )
 from .vae import VAEBase, VAEConfig, unpack_batch
 

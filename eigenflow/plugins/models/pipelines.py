@@ -28,6 +28,8 @@ from ...core.images import image_grid, write_png
 from ...core.io import atomic_write_bytes, atomic_write_json
 from ...engine import TrainConfig, Trainer
 from ...registry.registry import get_registries
+from .results import results_markdown as _markdown
+from .results import summarise_runs as _summarise
 from .vae import unpack_batch
 
 __all__ = ["FFVAEDigitsPipeline", "TrainPipeline", "model_defaults_for"]
@@ -435,53 +437,3 @@ def _figures(
         w = torch.ones(1, num, device=device, dtype=z0.dtype)
         sup_rows.append(model.decode(model.traverse(z0[i : i + 1], w, steps))[:, 0])
     write_png(out_dir / f"superposition_{name}.png", image_grid(torch.stack(sup_rows)))
-
-
-def _summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for name, rows in runs.items():
-        if not rows:
-            continue
-        keys = [k for k in rows[0] if k != "seed"]
-        table[name] = {
-            k: {
-                "mean": float(np.mean([r[k] for r in rows])),
-                "std": float(np.std([r[k] for r in rows])),
-            }
-            for k in keys
-        }
-    if "vae" in table and "ffvae" in table:
-        eq = {n: table[n]["equivariance_error"]["mean"] for n in table}
-        ll = {n: table[n]["log_likelihood"]["mean"] for n in table}
-        table["targets"] = {
-            "ffvae_over_vae_equivariance": eq["ffvae"] / eq["vae"],
-            "ffvae_ll_minus_vae_ll": ll["ffvae"] - ll["vae"],
-        }
-        seq = {n: table[n].get("log_likelihood_sequence", {}).get("mean") for n in table}
-        if seq["vae"] is not None and seq["ffvae"] is not None:
-            table["targets"]["ffvae_sequence_ll_minus_vae"] = seq["ffvae"] - seq["vae"]
-        if "ffvae-weak" in eq:
-            table["targets"]["weak_over_supervised_equivariance"] = eq["ffvae-weak"] / eq["ffvae"]
-    return table
-
-
-def _markdown(table: dict[str, Any]) -> str:
-    lines = [
-        "| model | equivariance error | log p(x_t) per frame (IW) | log p(x_0..T) per sequence "
-        "(IW) | test -ELBO-type loss |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in table.items():
-        if name == "targets":
-            continue
-
-        def fmt(key: str, row: dict = row) -> str:
-            return f"{row[key]['mean']:.2f} +- {row[key]['std']:.2f}" if key in row else "-"
-
-        lines.append(
-            f"| {name} | {fmt('equivariance_error')} | {fmt('log_likelihood')} | "
-            f"{fmt('log_likelihood_sequence')} | {fmt('test_loss')} |"
-        )
-    for key, value in table.get("targets", {}).items():
-        lines.append(f"\n{key}: {value:.3f}")
-    return "\n".join(lines) + "\n"

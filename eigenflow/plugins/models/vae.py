@@ -37,7 +37,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 from ...core.component import Model
 from ...core.config import config, floating, integer, one_of, option
 from ...core.errors import ConfigError, InputError
-from ...core.kl import kl_diag_normal_std, kl_fullcov_normal_std
+from .kl import kl_diag_normal_std, kl_fullcov_normal_std
 from .nets import build_decoder, build_encoder
 
 __all__ = [

@@ -10,9 +10,9 @@ import torch
 
 from ...core.component import Metric, Traversal
 from ...core.config import config, floating, integer, one_of, option, optional
-from ...core.krylov import lanczos_topk
-from ...core.metric_tensor import hvp_operator, metric_by_backprop, spectrum_consistency
 from .common import check_index, check_latents, linear_path, require_fitted
+from .krylov import lanczos_topk
+from .metric_tensor import hvp_operator, metric_by_backprop, spectrum_consistency
 
 __all__ = ["HessianMetric", "HessianMetricConfig", "HessianSpectrum", "anisotropy"]
 

@@ -12,10 +12,10 @@ import torch
 from ...core.component import Traversal
 from ...core.config import config, floating, integer, one_of, option
 from ...core.jacobian import normal_jacobian_mv
-from ...core.krylov import subspace_iteration
-from ...core.metric_tensor import metric_by_jacobian
 from ...core.spectral import canonical_signs
 from .common import check_index, check_latents, require_fitted
+from .krylov import subspace_iteration
+from .metric_tensor import metric_by_jacobian
 
 __all__ = ["JacobianPath", "JacobianPathConfig"]
 

@@ -13,7 +13,7 @@ from ...core.checks import check_tensor
 from ...core.component import Metric
 from ...core.config import config, floating, integer, option, optional
 from ...core.errors import InputError
-from ...core.metric_tensor import metric_by_jacobian
+from .metric_tensor import metric_by_jacobian
 
 __all__ = ["AlignmentMap", "VPScore", "example_generator", "traversal_pairs"]
 

@@ -25,8 +25,8 @@ from ...core.config import (
 from ...core.errors import ConfigError
 from ...core.images import image_grid, write_png
 from ...core.io import atomic_write_json, load_weights
-from ...core.metric_tensor import metric_by_backprop
 from ...registry.registry import get_registries
+from .metric_tensor import metric_by_backprop
 
 __all__ = ["TraversePipeline", "TraversePipelineConfig", "first_projection", "fit_traversal"]
 

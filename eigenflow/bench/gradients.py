@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from .api import create, get
-from .api import list as list_components
-from .bench import parse_solver_spec
+from ..api import create, get
+from ..api import list as list_components
+from .contenders import parse_solver_spec
 
 __all__ = [
     "DEFAULT_CONDS",

@@ -1,5 +1,11 @@
-"""Plugin family module ``matfn``: matrix square root and inverse square root without (or
+"""Plugin family ``matfn``: matrix square root and inverse square root without (or
 with) an eigendecomposition, after thesis 000, Ch. 2 (Song 2023).
+
+The solvers are defined here; the math only they use lives beside them:
+:mod:`~eigenflow.plugins.matfn.lyapunov` (the Lyapunov solvers of the backward and the
+pre-normalisation scales) and :mod:`~eigenflow.plugins.matfn.polynomials` (matrix
+polynomial evaluation). The Taylor and Padé coefficients come from :mod:`eigenflow.core.pade`,
+shared with the smoothed eigendecomposition gradients.
 
 Solvers registered here (kind ``solver``):
 
@@ -17,7 +23,7 @@ Solvers registered here (kind ``solver``):
     ``torch.linalg.eigh`` forward (Eq. 3.2-3.3) with the Lyapunov backward.
 
 The solvers with a Lyapunov backward take ``backward="lyapunov"`` (the iterative solver,
-:func:`eigenflow.core.lyapunov.lyapunov_sign_solve`) or ``backward="exact"`` (the
+:func:`eigenflow.plugins.matfn.lyapunov.lyapunov_sign_solve`) or ``backward="exact"`` (the
 eigendecomposition-based Bartels-Stewart solution used as reference in Table 2.9), with
 ``lya_iters`` / ``lya_tol``, ``lya_symmetric`` and ``scaling``.
 
@@ -35,7 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..core.config import (
+from ...core.config import (
     boolean,
     config,
     floating,
@@ -44,8 +50,12 @@ from ..core.config import (
     option,
     optional,
 )
-from ..core.errors import ConfigError
-from ..core.lyapunov import (
+from ...core.errors import ConfigError
+from ...core.pade import power_pade_coefficients, taylor_coefficients
+from ...core.solver import Solver
+from ...core.spectral import eigenvalue_floor, function_of_eigenpairs, symmetrize
+from ...registry import hookimpl
+from .lyapunov import (
     SCALINGS,
     lyapunov_exact,
     lyapunov_exact_eig,
@@ -55,10 +65,7 @@ from ..core.lyapunov import (
     schatten_scale_and_square,
     sign_steps_to_reach,
 )
-from ..core.pade import matrix_horner, matrix_polynomials, pade_coefficients, taylor_coefficients
-from ..core.solver import Solver
-from ..core.spectral import eigenvalue_floor, function_of_eigenpairs, symmetrize
-from ..registry import hookimpl
+from .polynomials import matrix_horner, matrix_polynomials
 
 __all__ = [
     "MPALyaConfig",
@@ -202,10 +209,10 @@ class LyapunovBackwardConfig:
 
     Defaults (eigenflow's, issue 17): the scaled sign steps (Chen-Chow) for the guaranteed
     normalised spectrum ``[l, 1]`` of every ``A`` with condition number up to 1e3
-    (``lya_lower="auto"``, :func:`~eigenflow.core.lyapunov.normalised_lower_bound`), as many
+    (``lya_lower="auto"``, :func:`~eigenflow.plugins.matfn.lyapunov.normalised_lower_bound`), as many
     as the scalar model of the iteration needs to bring the gradient within ``lya_tol / 10 =
     1e-7`` (at least 8 eps of the dtype; ``lya_iters=None``,
-    :func:`~eigenflow.core.lyapunov.sign_steps_to_reach`). The count is
+    :func:`~eigenflow.plugins.matfn.lyapunov.sign_steps_to_reach`). The count is
     fixed by ``n`` and the dtype, so the stop costs no check (8 steps at n = 64 under the
     Schatten scale, 9 under the Frobenius scale). Measured in float64, the gradient is within
     1e-6 of the exact one (``backward="exact"``) up to condition 1e3 at n <= 256; the
@@ -595,7 +602,7 @@ class _NewtonInverse:
 def _pade_polynomials(M: int, N: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Ascending coefficients of ``P_M(z) = 1 - sum p_m z^m`` and ``Q_N(z) = 1 - sum q_n z^n``
     with ``P_M / Q_N`` the ``[M, N]`` Padé approximant of ``sqrt(1 - z)`` (Eq. 2.8-2.10)."""
-    p, q = pade_coefficients(M, N)
+    p, q = power_pade_coefficients(M, N)
     return (1.0, *(-c for c in p)), (1.0, *(-c for c in q))
 
 
@@ -627,7 +634,7 @@ class MPALyaSolver(_MatFnSolver):
 
     Forward (Algorithm 1): ``Z = I - A / ||A||_F``; ``P_M = I - sum_m p_m Z^m``,
     ``Q_N = I - sum_n q_n Z^n`` (Eq. 2.10) with the ``[M, N]`` coefficients of Eq. 2.8-2.9
-    derived by :func:`eigenflow.core.pade.pade_coefficients`; ``A^(1/2)`` solves
+    derived by :func:`eigenflow.core.pade.power_pade_coefficients`; ``A^(1/2)`` solves
     ``Q_N X = sqrt(||A||_F) P_M`` (Eq. 2.11) and ``A^(-1/2)`` solves
     ``P_M X = Q_N / sqrt(||A||_F)`` (Eq. 2.27): no explicit inverse, one batched LU solve per
     factor (``torch.linalg.solve_ex`` without error checks, so no host sync; ``solve=

@@ -1,4 +1,5 @@
-"""The shared code path of the eigendecomposition solvers: exact ``eigh`` forward, a
+"""The shared code path of the eigendecomposition solvers (the ``eig`` family and
+``batched-ed``): exact ``eigh`` forward, a
 gradient rule for the backward (:mod:`eigenflow.core.spectral`), and the matrix functions
 built from the eigenpairs (thesis 000, Eq. 3.2-3.3)."""
 
@@ -8,17 +9,18 @@ from typing import ClassVar
 
 import torch
 
-from ...core.config import floating, option, optional
-from ...core.solver import Solver
-from ...core.spectral import (
+from .config import floating, option, optional
+from .solver import Solver
+from .spectral import (
     GradientRule,
+    canonical_signs,
     eigenvalue_floor,
     eigh_with_rule,
     exact_rule,
     function_of_eigenpairs,
 )
 
-__all__ = ["EighSolver", "canonical_signs", "eps_option", "gate_gradient"]
+__all__ = ["EighSolver", "eps_option", "gate_gradient"]
 
 
 def eps_option() -> float | None:
@@ -52,17 +54,6 @@ def gate_gradient(X: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     ``(..., n)`` gates eigenvalues, ``(..., 1, n)`` gates eigenvector columns.
     """
     return _GateGradient.apply(X, mask.to(X.dtype))
-
-
-def canonical_signs(V: torch.Tensor) -> torch.Tensor:
-    """Flip each eigenvector (column) so its entry of largest magnitude is positive.
-
-    Makes the returned eigenvectors deterministic (LAPACK's signs are arbitrary). Ties in
-    magnitude resolve to the first such entry. The flip is differentiated as a constant.
-    """
-    idx = V.abs().argmax(dim=-2, keepdim=True)
-    sign = torch.sign(torch.gather(V, -2, idx)).detach()
-    return V * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
 class EighSolver(Solver):
