@@ -123,10 +123,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(ef.NonFiniteLossError, match=r"'?kl'? = nan") as info:
         trainer.fit()
     message = str(info.value)
-    assert "step 13" in message and "step 10" in message and "checkpoint" in message
+    # the 13th loss (state after 12 updates) is NaN: the kept state is the one after 11
+    # updates, whose loss was finite, taken before the update that produced the NaN state
+    assert "step 13" in message and "(step 11)" in message and "before the update" in message
     state = load_weights(tmp_path / "checkpoint.pt")
-    assert state["step"] == 10
+    assert state["step"] == 11
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert load_weights(tmp_path / "checkpoint.1.pt")["step"] == 10  # the one before is kept
 
 
 def test_gradient_clipping_bounds_the_first_update(tmp_path):
@@ -271,9 +274,10 @@ def test_tensorboard_scalars_and_image_grids_when_available(tmp_path, monkeypatc
         batch_size=8,
         log_every=2,
         quiet=True,
+        tensorboard=True,
         out_dir=tmp_path,
         eval_fn=eval_fn,
     ).fit()
-    assert summary["log"] == "tensorboard" and not (tmp_path / "metrics.csv").exists()
+    assert summary["log"] == "csv+tensorboard" and (tmp_path / "metrics.csv").exists()
     assert ("scalar", "train/loss", 2) in calls and ("scalar", "eval/score", 4) in calls
     assert ("images", "eval/grid", (4, 1, 5, 5), 4) in calls and calls[-1] == ("close",)

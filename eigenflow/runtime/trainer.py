@@ -5,28 +5,31 @@ for a fixed number of optimiser steps, configured by :class:`TrainConfig`:
 
 - batches are drawn by a deterministic sampler: step ``s`` of epoch ``e`` takes a slice of a
   permutation seeded by ``(seed, e)``, so a resumed run sees exactly the batches the
-  uninterrupted run would;
+  uninterrupted run would; a pipeline may pass its own ``batches`` (any
+  ``batch(step)``, with ``state_dict``/``load_state_dict`` when it keeps a state);
 - progress lines (step, loss terms, steps per second) go to stderr on rank 0;
-- ``eval_fn(model, step) -> dict`` runs every ``eval_every`` steps; scalars are logged, and
-  ``(N, C, H, W)`` tensors are logged as image grids when TensorBoard is available;
-- scalars go to TensorBoard (``torch.utils.tensorboard`` with ``tensorboard`` installed) or,
-  otherwise, to ``<out_dir>/metrics.csv`` (columns ``step, name, value``);
-- checkpoints (``<out_dir>/checkpoint.pt``) are written atomically with the model, optimiser,
-  scheduler and gradient-scaler states, the RNG states (torch, numpy, python, CUDA; one set per
-  process under DDP) and the step, and loaded with ``weights_only=True``; ``resume=True``
-  continues bit-for-bit on the same device;
+- ``eval_fn(model, step) -> dict`` runs every ``eval_every`` steps; ``on_step(step, terms)``
+  runs after every update;
+- scalars go to ``<out_dir>/metrics.csv`` (columns ``step, name, value``) and, with
+  ``tensorboard=True``, to TensorBoard event files (:mod:`eigenflow.runtime.logging`);
+- the last ``keep_checkpoints`` checkpoints are kept (:mod:`eigenflow.runtime.checkpoints`),
+  written atomically with ``fsync``, verified by a digest on load, with the model, optimiser,
+  scheduler and gradient-scaler states, the RNG states (one set per process under DDP), the
+  step and the options; ``resume=True`` continues bit-for-bit on the same device, applying a
+  changed ``lr`` or ``steps`` and refusing changes of the options that fix the run;
 - a NaN or infinite loss term (or gradient norm) stops training with
-  :class:`~eigenflow.NonFiniteLossError` naming the term; the last good checkpoint is kept;
+  :class:`~eigenflow.NonFiniteLossError` naming the term; the checkpoint it leaves is the last
+  state whose loss was finite, taken before the update that diverged;
 - optional gradient clipping by global norm, and mixed precision on CUDA (``amp="bf16"`` or
   ``"fp16"`` with a gradient scaler; a no-op on CPU);
 - launched by ``torchrun`` (``WORLD_SIZE > 1``), the model is wrapped in
-  ``DistributedDataParallel`` (gloo on CPU, NCCL on CUDA) and each process takes
-  ``batch_size / world_size`` items of the same global batch.
+  ``DistributedDataParallel`` (gloo on CPU, NCCL on CUDA), each process takes
+  ``batch_size / world_size`` items of the same global batch, logged values are averaged
+  over the processes, and only rank 0 writes files and prints.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import random
@@ -34,19 +37,52 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import attrs
 import numpy as np
 import torch
 from torch import nn
 
-from .core.config import boolean, config, floating, integer, one_of, option, optional
-from .core.errors import ConfigError, NonFiniteLossError
-from .core.io import atomic_torch_save, load_weights
+from ..core.config import boolean, config, floating, integer, one_of, option, optional
+from ..core.errors import CheckpointError, ConfigError, NonFiniteLossError
+from .checkpoints import CHECKPOINT_NAME, CheckpointStore
+from .logging import ScalarLog
 
-__all__ = ["TrainConfig", "Trainer", "capture_rng", "distributed_env", "restore_rng"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "RESUMABLE_OPTIONS",
+    "BatchSource",
+    "DatasetBatches",
+    "RandomBatches",
+    "TrainConfig",
+    "Trainer",
+    "capture_rng",
+    "distributed_env",
+    "restore_rng",
+]
 
-CHECKPOINT_NAME = "checkpoint.pt"
+#: Largest learning rate accepted per optimiser: Adam's step moves every weight by about
+#: ``lr``, so above 1 it leaves any weight scale at once; SGD's step is ``lr`` times the
+#: gradient, and 10 still allows the deliberately divergent runs the engine is tested with.
+MAX_LR = {"adam": 1.0, "adamw": 1.0, "sgd": 10.0}
+
+#: Options a resumed run may change (applied on resume); any other changed option is refused.
+RESUMABLE_OPTIONS = frozenset(
+    {
+        "steps",
+        "lr",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "resume",
+        "overwrite",
+        "tensorboard",
+        "quiet",
+        "grad_clip",
+    }
+)
 
 
 @config
@@ -57,9 +93,16 @@ class TrainConfig:
     batch_size: int = option(
         64, validator=integer(1), help="global batch size (split evenly across DDP processes)"
     )
-    lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
-    weight_decay: float = option(0.0, validator=floating(0.0), help="weight decay")
+    lr: float = option(
+        1e-3,
+        validator=floating(0.0, min_open=True),
+        help="learning rate (at most 1 for adam/adamw, 10 for sgd)",
+    )
+    weight_decay: float = option(0.0, validator=floating(0.0, 1.0), help="weight decay")
     optimizer: str = option("adam", validator=one_of(["adam", "adamw", "sgd"]), help="optimiser")
+    momentum: float = option(
+        0.9, validator=floating(0.0, 1.0, max_open=True), help="momentum of 'sgd'"
+    )
     scheduler: str = option(
         "none", validator=one_of(["none", "cosine"]), help="learning-rate schedule over 'steps'"
     )
@@ -80,14 +123,44 @@ class TrainConfig:
     checkpoint_every: int = option(
         500, validator=integer(0), help="steps between checkpoints (0: only at the end)"
     )
+    keep_checkpoints: int = option(
+        2, validator=integer(1), help="checkpoints kept, the newest first"
+    )
     seed: int = option(0, validator=integer(0), help="seed of the batch order")
     resume: bool = option(
-        False, validator=boolean(), help="continue from <out_dir>/checkpoint.pt when it exists"
+        False,
+        validator=boolean(),
+        help="continue from the newest usable checkpoint in the run folder",
+    )
+    overwrite: bool = option(
+        False,
+        validator=boolean(),
+        help="start afresh in a run folder that already holds checkpoints (they are replaced)",
     )
     tensorboard: bool = option(
-        True, validator=boolean(), help="log to TensorBoard when it is installed (else CSV)"
+        False,
+        validator=boolean(),
+        help="also log to TensorBoard (needs: pip install 'eigenflow[tensorboard]')",
     )
     quiet: bool = option(False, validator=boolean(), help="no progress lines")
+
+    def __attrs_post_init__(self) -> None:
+        top = MAX_LR[self.optimizer]
+        if self.lr > top:
+            raise ConfigError(
+                f"option 'lr' = {self.lr!r} is invalid: expected at most {top} for optimizer "
+                f"{self.optimizer!r}"
+            )
+        if self.resume and self.overwrite:
+            raise ConfigError("options 'resume' and 'overwrite' exclude each other; give one")
+
+
+class BatchSource(Protocol):
+    """What a trainer draws its batches from: ``batch(step)``; a source that keeps a state
+    (a generator) also has ``state_dict()`` and ``load_state_dict(state)`` so resume sees
+    the same batches."""
+
+    def batch(self, step: int) -> Any: ...
 
 
 # --------------------------------------------------------------------------- RNG states
@@ -162,57 +235,6 @@ class _LossModule(nn.Module):
         return self.model.loss(batch)
 
 
-# --------------------------------------------------------------------------- logging
-
-
-class _ScalarLog:
-    """TensorBoard when available and wanted, else a CSV file ``step,name,value``."""
-
-    def __init__(self, out_dir: Path, use_tensorboard: bool, active: bool):
-        self.active = active
-        self.writer = None
-        self.csv_path = out_dir / "metrics.csv"
-        if not active:
-            return
-        if use_tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-            except ImportError:
-                self.writer = None
-        if self.writer is None and not self.csv_path.exists():
-            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.csv_path.open("w", newline="") as fh:
-                csv.writer(fh).writerow(["step", "name", "value"])
-
-    @property
-    def backend(self) -> str:
-        return "tensorboard" if self.writer is not None else "csv"
-
-    def scalars(self, step: int, values: Mapping[str, float]) -> None:
-        if not self.active:
-            return
-        if self.writer is not None:
-            for name, value in values.items():
-                self.writer.add_scalar(name, value, step)
-            return
-        with self.csv_path.open("a", newline="") as fh:
-            writer = csv.writer(fh)
-            for name, value in values.items():
-                writer.writerow([step, name, f"{value:.8g}"])
-
-    def images(self, step: int, name: str, images: torch.Tensor) -> None:
-        """Log ``(N, C, H, W)`` images in ``[0, 1]`` (TensorBoard only; the CSV log keeps
-        scalars)."""
-        if self.active and self.writer is not None:
-            self.writer.add_images(name, images.detach().float().clamp(0, 1).cpu(), step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -226,17 +248,40 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of a state dict (tensors cloned, containers rebuilt)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, Mapping):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clone(v) for v in value)
+    return value
+
+
 def _build_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-class _BatchOrder:
-    """Global batch ``s``: a slice of the permutation of epoch ``s // batches_per_epoch``."""
+class DatasetBatches:
+    """Global batch ``s``: a slice of the permutation of epoch ``s // batches_per_epoch``,
+    collated and moved to ``device``; each DDP process takes its share of the slice."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int, world: int):
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        device: torch.device | None = None,
+    ):
+        n = len(dataset)
         if batch_size % world:
             raise ConfigError(
                 f"option 'batch_size' = {batch_size} is invalid: expected a multiple of the "
@@ -246,7 +291,8 @@ class _BatchOrder:
             raise ConfigError(
                 f"option 'batch_size' = {batch_size} is invalid: the dataset has only {n} items"
             )
-        self.n, self.batch, self.seed = n, batch_size, seed
+        self.dataset, self.device = dataset, device or torch.device("cpu")
+        self.n, self.size, self.seed = n, batch_size, seed
         self.rank, self.local = rank, batch_size // world
         self.per_epoch = n // batch_size
         self._epoch, self._perm = -1, None
@@ -256,52 +302,94 @@ class _BatchOrder:
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._perm, self._epoch = torch.randperm(self.n, generator=gen), epoch
-        start = pos * self.batch + self.rank * self.local
+        start = pos * self.size + self.rank * self.local
         return self._perm[start : start + self.local].tolist()
+
+    def batch(self, step: int) -> Any:
+        items = [self.dataset[i] for i in self.indices(step)]
+        return _to_device(torch.utils.data.default_collate(items), self.device)
+
+
+class RandomBatches:
+    """A batch source: ``batch_size`` rows of the tensors ``data`` (indexed alike), drawn with
+    replacement by ``gen``; its state is the generator's, so resume draws the same batches."""
+
+    def __init__(self, data: tuple[torch.Tensor, ...], batch_size: int, gen: torch.Generator):
+        self.data, self.gen = data, gen
+        self.size = min(batch_size, len(data[-1]))
+
+    def batch(self, step: int) -> tuple[torch.Tensor, ...]:
+        n = len(self.data[-1])
+        idx = torch.randint(n, (self.size,), generator=self.gen).to(self.data[0].device)
+        return tuple(t[idx] for t in self.data)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.gen.set_state(state["generator"].cpu())
 
 
 # --------------------------------------------------------------------------- trainer
 
 
+class _Diverged(Exception):
+    """A non-finite loss term (``at="loss"``) or gradient norm (``at="grad"``)."""
+
+    def __init__(self, at: str, bad: list[str]):
+        super().__init__(at)
+        self.at, self.bad = at, bad
+
+
 class Trainer:
-    """Trains ``model`` (with ``loss(batch) -> dict``) on ``dataset``.
+    """Trains ``model`` (with ``loss(batch) -> dict``) on ``dataset`` or on ``batches``.
 
     Parameters
     ----------
     model
         An ``nn.Module`` with ``loss(batch) -> {"loss": total, **terms}``.
     dataset
-        A map-style dataset; items are collated with ``torch.utils.data.default_collate``.
+        A map-style dataset; items are collated with ``torch.utils.data.default_collate``
+        and drawn by :class:`DatasetBatches`. Not needed when ``batches`` is given.
     config
         A :class:`TrainConfig` (or keyword options).
     out_dir
-        Folder for the checkpoint and the logs.
+        The run folder for the checkpoints and the logs; ``None`` writes nothing (a fit
+        inside a component).
     device
         Where to train (default: the model's device).
     eval_fn
         Optional ``eval_fn(model, step) -> dict`` of floats (logged as scalars) and image
         tensors ``(N, C, H, W)`` (logged as grids with TensorBoard).
+    batches
+        Optional :class:`BatchSource`: ``batches.batch(step)`` is the batch of ``step``.
+    on_step
+        Optional ``on_step(step, terms)`` called after every update with the detached loss
+        terms (``step`` counts the updates done).
+    label
+        The tag of the progress lines (``[train] [###...] 20/100 loss ...``).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        dataset: torch.utils.data.Dataset,
+        dataset: torch.utils.data.Dataset | None = None,
         config: TrainConfig | None = None,
         *,
-        out_dir: str | os.PathLike,
+        out_dir: str | os.PathLike | None = None,
         device: torch.device | str | None = None,
         eval_fn: Callable[[nn.Module, int], Mapping[str, Any]] | None = None,
+        batches: BatchSource | None = None,
+        on_step: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+        label: str = "train",
         **options: Any,
     ):
         if config is None:
             config = TrainConfig(**options)
         elif options:
-            import attrs
-
             config = attrs.evolve(config, **options)
         self.config = config
-        self.out_dir = Path(out_dir)
+        self.out_dir = None if out_dir is None else Path(out_dir)
         self.device = (
             torch.device(device) if device is not None else next(model.parameters()).device
         )
@@ -309,11 +397,20 @@ class Trainer:
         self.model = model.to(self.device)
         self.dataset = dataset
         self.eval_fn = eval_fn
+        self.on_step = on_step
+        self.label = label
         self.step = 0
+        #: per-step records of the pipeline (plain data, e.g. from ``on_step``); saved with
+        #: every checkpoint and restored on resume, so a resumed run reports its whole history
+        self.records: list[dict[str, Any]] = []
         self.history: list[dict[str, float]] = []
         self.eval_history: list[dict[str, Any]] = []
-        self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
+        self.store = (
+            None if self.out_dir is None else CheckpointStore(self.out_dir, config.keep_checkpoints)
+        )
+        self.checkpoint_path = None if self.store is None else self.store.path(0)
         self.last_checkpoint_step: int | None = None
+        self.resumed_from: Path | None = None
         wrapper = _LossModule(self.model)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -328,57 +425,145 @@ class Trainer:
         self.use_amp = config.amp != "none" and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and config.amp == "fp16")
-        self.order = _BatchOrder(
-            len(dataset), config.batch_size, config.seed, self.rank, self.world
-        )
+        if batches is None:
+            if dataset is None:
+                raise ConfigError("Trainer: give a dataset or a batch source ('batches')")
+            batches = DatasetBatches(
+                dataset, config.batch_size, config.seed, self.rank, self.world, self.device
+            )
+        self.batches = batches
+        self._good: dict[str, Any] | None = None  # the last state whose loss was finite
 
     # ----------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue: model, optimiser, scheduler, scaler, RNG, step."""
-        rng = capture_rng()
-        if self.world > 1:
-            gathered: list[Any] = [None] * self.world
-            torch.distributed.all_gather_object(gathered, rng)
-            rng_all = gathered
-        else:
-            rng_all = [rng]
+    def _local_state(self) -> dict[str, Any]:
+        """This process's state at the current step (tensors shared with the live objects)."""
+        source = getattr(self.batches, "state_dict", None)
         return {
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
-            "rng": rng_all,
-            "world_size": self.world,
+            "batches": source() if callable(source) else None,
+            "records": list(self.records),
+            "rng": capture_rng(),
         }
 
+    def _with_all_rngs(self, local: dict[str, Any]) -> dict[str, Any]:
+        rng = local["rng"]
+        if self.world > 1:
+            gathered: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(gathered, rng)
+            rngs = gathered
+        else:
+            rngs = [rng]
+        config = attrs.asdict(self.config)
+        return {**local, "rng": rngs, "world_size": self.world, "config": config}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue: model, optimiser, scheduler, scaler, batch source,
+        RNG states of every process, step and options."""
+        return self._with_all_rngs(self._local_state())
+
+    def _write(self, local: dict[str, Any]) -> Path | None:
+        state = self._with_all_rngs(local)  # a collective: every rank takes part
+        if self.store is None or self.rank != 0:
+            return None
+        return self.store.save(state)
+
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoint.pt`` atomically (rank 0 writes; every rank's RNG is kept)."""
-        state = self.state_dict()
-        if self.rank == 0:
-            atomic_torch_save(state, self.checkpoint_path)
+        """Write the current state as the newest checkpoint (rank 0 writes; every rank's RNG
+        states are kept; the last ``keep_checkpoints`` are kept)."""
+        path = self._write(self._local_state())
         self.last_checkpoint_step = self.step
-        return self.checkpoint_path if self.rank == 0 else None
+        return path
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> int:
-        """Restore a checkpoint (``weights_only=True``); returns its step."""
-        state = load_weights(path or self.checkpoint_path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        """Restore the newest usable checkpoint of the run folder (or ``path``), verified;
+        returns its step. A changed ``lr`` or ``steps`` is applied; other changed options
+        are refused."""
+        from .checkpoints import read_checkpoint
+
+        if path is not None:
+            where = Path(path)
+            state = read_checkpoint(where, map_location=self.device)
+        elif self.store is not None:
+            state, where = self.store.load(map_location=self.device)
+        else:
+            raise ConfigError("Trainer.load_checkpoint: no run folder (out_dir) and no path")
+        self._check_resumable(state, where)
+        _load_model_state(self.model, state["model"], where)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        loader = getattr(self.batches, "load_state_dict", None)
+        if callable(loader) and state.get("batches") is not None:
+            loader(state["batches"])
         rngs = state["rng"]
         restore_rng(_cpu_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0]))
+        self.records[:] = state.get("records") or []
         self.step = int(state["step"])
         self.last_checkpoint_step = self.step
+        self._apply_resumable_options()
+        self.resumed_from = where
         return self.step
 
-    # ----------------------------------------------------------------- loop
-    def _batch(self, step: int) -> Any:
-        items = [self.dataset[i] for i in self.order.indices(step)]
-        return _to_device(torch.utils.data.default_collate(items), self.device)
+    def _check_resumable(self, state: Mapping[str, Any], where: Path) -> None:
+        saved = state.get("config") or {}
+        now = attrs.asdict(self.config)
+        changed = [
+            f"{k} {saved[k]!r} -> {now[k]!r}"
+            for k in sorted(saved)
+            if k in now and k not in RESUMABLE_OPTIONS and saved[k] != now[k]
+        ]
+        if changed:
+            raise ConfigError(
+                f"cannot resume from {str(where)!r}: options changed since the checkpoint that "
+                f"a resumed run cannot change: {', '.join(changed)} (changeable on resume: "
+                f"{', '.join(sorted(RESUMABLE_OPTIONS))}); keep them, or start afresh with "
+                "overwrite"
+            )
 
+    def _apply_resumable_options(self) -> None:
+        """The checkpoint's optimiser and scheduler carry the old ``lr`` and ``steps``: use the
+        configured ones from here on."""
+        cfg = self.config
+        if self.scheduler is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr
+            return
+        self.scheduler.T_max = cfg.steps
+        self.scheduler.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
+        eta_min = self.scheduler.eta_min
+        cosine = (1 + math.cos(math.pi * min(self.step, cfg.steps) / cfg.steps)) / 2
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = cfg.lr
+            group["lr"] = eta_min + (cfg.lr - eta_min) * cosine
+
+    def _prepare_run_folder(self) -> None:
+        """Refuse a folder holding another run's checkpoints unless resuming or overwriting."""
+        if self.store is None:
+            return
+        existing = self.store.paths() if self.rank == 0 else []
+        if self.config.resume:
+            if existing or (self.rank != 0 and self.store.exists()):
+                self.load_checkpoint()
+                self._say(f"[{self.label}] resumed from {self.resumed_from} at step {self.step}")
+            return
+        if existing and not self.config.overwrite:
+            from ..core.errors import RunFolderError
+
+            raise RunFolderError(
+                f"run folder {str(self.out_dir)!r} already holds a run "
+                f"({', '.join(p.name for p in existing)}); resume it (resume=true, eigenflow "
+                "run --resume) or replace it (overwrite=true, --overwrite), or choose another "
+                "folder"
+            )
+        for path in existing:
+            path.unlink()
+
+    # ----------------------------------------------------------------- loop
     def _check_finite(
         self, terms: Mapping[str, torch.Tensor], grad_norm: torch.Tensor | None
     ) -> None:
@@ -395,15 +580,7 @@ class Trainer:
         if bool(flag):  # one host sync per step: the engine must know when to stop
             return
         bad = [f"{n} = {float(v)}" for n, v, ok in zip(names, values.cpu(), finite.cpu()) if not ok]
-        where = (
-            f"the last good checkpoint is {self.checkpoint_path} (step {self.last_checkpoint_step})"
-            if self.last_checkpoint_step is not None
-            else "no checkpoint had been written yet"
-        )
-        raise NonFiniteLossError(
-            f"training stopped at step {self.step + 1}: non-finite loss term(s) "
-            f"{', '.join(bad) or '(another process)'}; {where}"
-        )
+        raise _Diverged("grad" if grad_norm is not None else "loss", bad)
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One optimiser step on ``batch``; returns the detached loss terms."""
@@ -428,7 +605,36 @@ class Trainer:
         out["grad_norm"] = grad_norm.detach()
         return out
 
-    def evaluate(self, log: _ScalarLog) -> dict[str, Any]:
+    def _guarded_step(self) -> dict[str, torch.Tensor]:
+        """One step that keeps, in memory, the last state whose loss was finite (taken
+        before its update) and writes it when the loss diverges."""
+        snapshot = _clone(self._local_state()) if self.store is not None else None
+        try:
+            terms = self.train_step(self.batches.batch(self.step))
+        except _Diverged as diverged:
+            keep = snapshot if diverged.at == "grad" else self._good
+            self._stop(diverged, keep)
+        self._good = snapshot
+        return terms
+
+    def _stop(self, diverged: _Diverged, keep: dict[str, Any] | None) -> None:
+        what = "gradient norm" if diverged.at == "grad" else "loss term(s)"
+        found = ", ".join(diverged.bad) or "(on another process)"
+        if keep is None:
+            where = "no state of this run had a finite loss, so no checkpoint was written"
+        else:
+            path = self._write(keep)
+            self.last_checkpoint_step = keep["step"]
+            shown = path if path is not None else self.checkpoint_path
+            where = (
+                f"the checkpoint {shown} (step {keep['step']}) is the last state whose loss was "
+                "finite, from before the update that diverged; resume it with a smaller lr"
+            )
+        raise NonFiniteLossError(
+            f"training stopped at step {self.step + 1}: non-finite {what} {found}; {where}"
+        )
+
+    def evaluate(self, log: ScalarLog) -> dict[str, Any]:
         if self.eval_fn is None:
             return {}
         self.model.eval()
@@ -447,39 +653,55 @@ class Trainer:
         self.eval_history.append(record)
         return record
 
+    def _window_means(self, sums: Mapping[str, torch.Tensor], n: int) -> dict[str, float]:
+        """Mean of each term over the last ``n`` steps, averaged over the DDP processes."""
+        names = sorted(sums)
+        values = torch.stack([sums[k].float().reshape(()) for k in names]) / n
+        if self.world > 1:
+            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
+            values = values / self.world
+        order = list(sums)
+        means = dict(zip(names, values.cpu().tolist()))
+        return {k: means[k] for k in order}
+
     def fit(self, until: int | None = None) -> dict[str, Any]:
         """Train until ``config.steps`` (or stop early after step ``until``, writing a
         checkpoint, as an interruption would); returns a summary (final terms, timings,
         paths)."""
         cfg = self.config
         stop = cfg.steps if until is None else min(until, cfg.steps)
-        if cfg.resume and self.checkpoint_path.exists():
-            self.load_checkpoint()
-            self._say(f"[train] resumed from {self.checkpoint_path} at step {self.step}")
-        log = _ScalarLog(self.out_dir, cfg.tensorboard, active=self.rank == 0)
+        self._prepare_run_folder()
+        log = ScalarLog(
+            self.out_dir,
+            cfg.tensorboard,
+            active=self.rank == 0,
+            resume_from=self.step if self.resumed_from is not None else None,
+        )
         start, start_step = time.perf_counter(), self.step
         window_t, window_s = start, self.step
         sums: dict[str, torch.Tensor] = {}
         try:
             while self.step < stop:
-                terms = self.train_step(self._batch(self.step))
+                terms = self._guarded_step()
                 self.step += 1
+                if self.on_step is not None:
+                    self.on_step(self.step, terms)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.float()
                 if self.step % cfg.log_every == 0 or self.step == stop:
-                    n = self.step - window_s
-                    means = {k: float(v) / n for k, v in sums.items()}
+                    means = self._window_means(sums, self.step - window_s)
                     now = time.perf_counter()
-                    rate = n / max(now - window_t, 1e-9)
+                    rate = (self.step - window_s) / max(now - window_t, 1e-9)
                     self.history.append({"step": self.step, **means, "steps_per_s": rate})
                     log.scalars(self.step, {f"train/{k}": v for k, v in means.items()})
                     self._progress(means, rate)
                     sums, window_t, window_s = {}, now, self.step
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < stop:
                     self.evaluate(log)
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-            if self.last_checkpoint_step != self.step:
+                if self.store is not None and cfg.checkpoint_every:
+                    if self.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+            if self.store is not None and self.last_checkpoint_step != self.step:
                 self.save_checkpoint()
             final_eval = self.evaluate(log)
         finally:
@@ -491,7 +713,7 @@ class Trainer:
             "steps_per_s": (self.step - start_step) / max(elapsed, 1e-9),
             "final": self.history[-1] if self.history else {},
             "eval": final_eval,
-            "checkpoint": str(self.checkpoint_path),
+            "checkpoint": None if self.checkpoint_path is None else str(self.checkpoint_path),
             "log": log.backend,
         }
 
@@ -506,9 +728,31 @@ class Trainer:
         bar = "#" * done + "." * (width - done)
         terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "loss")
         self._say(
-            f"[train] [{bar}] {self.step}/{self.config.steps} loss {means['loss']:.5g} "
+            f"[{self.label}] [{bar}] {self.step}/{self.config.steps} loss {means['loss']:.5g} "
             f"({terms}) {rate:.2f} it/s"
         )
+
+
+def _load_model_state(model: nn.Module, saved: Mapping[str, Any], where: Path) -> None:
+    """``load_state_dict`` with a :class:`~eigenflow.CheckpointError` naming the file and every
+    parameter that is missing, unexpected or of another shape."""
+    own = model.state_dict()
+    problems = [
+        f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
+        for k, v in saved.items()
+        if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
+    ]
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    if missing:
+        problems.append(f"missing in the checkpoint: {', '.join(missing[:8])}")
+    if unexpected:
+        problems.append(f"not in the model: {', '.join(unexpected[:8])}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {str(where)!r} does not fit the model: {'; '.join(problems)}"
+        )
+    model.load_state_dict(saved)
 
 
 def _cpu_rng(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...core.component import Traversal
+from ...core.component import FitContext, Traversal
 from ...core.config import boolean, config, floating, integer, one_of, option
 from ...core.errors import NonFiniteLossError
 from ...core.potentials import PotentialFamily, potential_derivatives, wave_residual
@@ -181,6 +181,10 @@ class PotentialFlow(Traversal):
             device, dtype
         )
 
+    def fit_context(self, ctx: FitContext) -> PotentialFlow:
+        """Fit on ``ctx.generator`` with ``ctx.latent_dim`` on ``ctx.device``."""
+        return self.fit(ctx.generator, ctx.latent_dim, device=ctx.device)
+
     def fit(
         self,
         generator: Generator,
@@ -316,6 +320,10 @@ class LinearDirections(Traversal):
         require_fitted(self.raw, "linear", "directions")
         with torch.no_grad():
             return (self.raw / self.raw.norm(dim=0, keepdim=True)).detach()
+
+    def fit_context(self, ctx: FitContext) -> LinearDirections:
+        """Fit on ``ctx.generator`` with ``ctx.latent_dim`` on ``ctx.device``."""
+        return self.fit(ctx.generator, ctx.latent_dim, device=ctx.device)
 
     def fit(
         self,
