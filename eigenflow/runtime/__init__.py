@@ -20,6 +20,7 @@ from .pipeline import Pipeline, Stage, load_spec
 from .runs import prepare_run_folder
 from .trainer import (
     BatchSource,
+    CyclicBatches,
     DatasetBatches,
     RandomBatches,
     TrainConfig,
@@ -32,6 +33,7 @@ from .trainer import (
 __all__ = [
     "BatchSource",
     "CheckpointStore",
+    "CyclicBatches",
     "DatasetBatches",
     "Pipeline",
     "RandomBatches",

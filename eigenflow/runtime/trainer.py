@@ -53,6 +53,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "RESUMABLE_OPTIONS",
     "BatchSource",
+    "CyclicBatches",
     "DatasetBatches",
     "RandomBatches",
     "TrainConfig",
@@ -310,6 +311,20 @@ class DatasetBatches:
         return _to_device(torch.utils.data.default_collate(items), self.device)
 
 
+class CyclicBatches:
+    """A batch source cycling through a fixed list: step ``s`` gets ``items[s % len(items)]``
+    (epochs over fixed mini-batches; ``[None]`` for an objective that samples its own
+    inputs)."""
+
+    def __init__(self, items: list[Any]):
+        if not items:
+            raise ConfigError("CyclicBatches: expected at least one batch")
+        self.items = list(items)
+
+    def batch(self, step: int) -> Any:
+        return self.items[step % len(self.items)]
+
+
 class RandomBatches:
     """A batch source: ``batch_size`` rows of the tensors ``data`` (indexed alike), drawn with
     replacement by ``gen``; its state is the generator's, so resume draws the same batches."""
@@ -368,6 +383,9 @@ class Trainer:
         terms (``step`` counts the updates done).
     label
         The tag of the progress lines (``[train] [###...] 20/100 loss ...``).
+    local
+        Train in this process only, even under ``torchrun`` (a fit inside a component, which
+        every process runs alike): no DistributedDataParallel, no collectives.
     """
 
     def __init__(
@@ -382,6 +400,7 @@ class Trainer:
         batches: BatchSource | None = None,
         on_step: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
         label: str = "train",
+        local: bool = False,
         **options: Any,
     ):
         if config is None:
@@ -393,7 +412,7 @@ class Trainer:
         self.device = (
             torch.device(device) if device is not None else next(model.parameters()).device
         )
-        self.rank, self.world = _init_distributed(self.device)
+        self.rank, self.world = (0, 1) if local else _init_distributed(self.device)
         self.model = model.to(self.device)
         self.dataset = dataset
         self.eval_fn = eval_fn
@@ -620,7 +639,9 @@ class Trainer:
     def _stop(self, diverged: _Diverged, keep: dict[str, Any] | None) -> None:
         what = "gradient norm" if diverged.at == "grad" else "loss term(s)"
         found = ", ".join(diverged.bad) or "(on another process)"
-        if keep is None:
+        if self.store is None:
+            where = "nothing is written (no run folder)"
+        elif keep is None:
             where = "no state of this run had a finite loss, so no checkpoint was written"
         else:
             path = self._write(keep)
