@@ -1,19 +1,6 @@
 """Moved to :mod:`eigenflow.runtime.trainer`; this name stays importable for existing code."""
 
-from .runtime.trainer import (
-    CHECKPOINT_NAME,
-    TrainConfig,
-    Trainer,
-    capture_rng,
-    distributed_env,
-    restore_rng,
-)
+from .runtime import trainer as _trainer
+from .runtime.trainer import *  # noqa: F403 - the alias re-exports the module's public names
 
-__all__ = [
-    "CHECKPOINT_NAME",
-    "TrainConfig",
-    "Trainer",
-    "capture_rng",
-    "distributed_env",
-    "restore_rng",
-]
+__all__ = list(_trainer.__all__)

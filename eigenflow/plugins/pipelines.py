@@ -304,16 +304,13 @@ def _train(
     label: str,
 ) -> list[HistoryRow]:
     every = max(1, cfg.steps // 25)  # test accuracy about 25 times per run
-    tcfg = TrainConfig(
+    tcfg = TrainConfig.for_run(
+        ctx,
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
-        seed=ctx.seed,
         log_every=max(1, cfg.steps // 5),
         checkpoint_every=0,
-        quiet=ctx.quiet,
-        resume=ctx.resume,
-        tensorboard=ctx.tensorboard,
     )
     trainer = Trainer(
         ClassifierLoss(model),

@@ -145,6 +145,13 @@ class TrainConfig:
     )
     quiet: bool = option(False, validator=boolean(), help="no progress lines")
 
+    @classmethod
+    def for_run(cls, ctx: Any, **options: Any) -> TrainConfig:
+        """``options`` plus what the pipeline's run context sets: ``seed``, ``quiet``,
+        ``resume`` and ``tensorboard`` (``options`` may override ``seed``)."""
+        run = {"seed": ctx.seed, "quiet": ctx.quiet, "resume": ctx.resume}
+        return cls(**{**run, "tensorboard": ctx.tensorboard, **options})
+
     def __attrs_post_init__(self) -> None:
         top = MAX_LR[self.optimizer]
         if self.lr > top:

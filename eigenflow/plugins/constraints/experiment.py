@@ -193,18 +193,15 @@ class OrthConditioning(PipelineBase):
         (x_train, y_train), (x_test, y_test) = data
         trainer = Trainer(
             _PenalisedLoss(model, cs),
-            config=TrainConfig(
+            config=TrainConfig.for_run(
+                ctx,
                 steps=cfg.steps,
                 batch_size=cfg.batch_size,
                 lr=cfg.lr,
                 optimizer="sgd",
                 momentum=cfg.momentum,
-                seed=ctx.seed,
                 log_every=max(1, cfg.steps // 5),
                 checkpoint_every=0,
-                quiet=ctx.quiet,
-                resume=ctx.resume,
-                tensorboard=ctx.tensorboard,
             ),
             out_dir=ctx.out_dir / variant,
             device=ctx.device,

@@ -345,7 +345,8 @@ class FFVAEDigitsPipeline(PipelineBase):
                         opts["k_inference"] = cfg.k_inference
                 model = build_model(ComponentRef(model_name, {}, "model"), train_set, **opts)
                 model = model.to(ctx.device)
-                tcfg = TrainConfig(
+                tcfg = TrainConfig.for_run(
+                    ctx,
                     steps=cfg.steps,
                     batch_size=cfg.batch_size,
                     lr=cfg.lr,
@@ -353,9 +354,6 @@ class FFVAEDigitsPipeline(PipelineBase):
                     seed=seed,
                     log_every=max(cfg.steps // 10, 1),
                     checkpoint_every=0,
-                    quiet=ctx.quiet,
-                    resume=ctx.resume,
-                    tensorboard=ctx.tensorboard,
                 )
                 run_dir = ctx.out_dir / f"seed{seed}" / name
                 ctx.log(f"[ffvae-digits] seed {seed}: training {name}")
