@@ -124,14 +124,10 @@ class TraversePipeline(PipelineBase):
         for ref in (cfg.traversal, *cfg.compare):
             label = ref.name
             ctx.log(f"[traverse] fitting {label}")
-            options = dict(ref.options)
             fields = attrs.fields_dict(registries["traversal"].get(ref.name).Config)
-            if "seed" in fields:
-                options.setdefault("seed", ctx.seed)
-            for key in ("num_directions", "num_potentials"):
-                if key in fields:
-                    options.setdefault(key, cfg.num_directions)
-            traversal = registries["traversal"].create(ref.name, **options)
+            shared = {"seed": ctx.seed}
+            shared.update(dict.fromkeys(("num_directions", "num_potentials"), cfg.num_directions))
+            traversal = ref.build("traversal", **{k: v for k, v in shared.items() if k in fields})
             traversal.fit_context(fit_ctx)
             result["vp"][label] = vp_metric(generator, traversal, latent_dim, device=ctx.device)
             ctx.log(f"[traverse] {label}: VP {result['vp'][label]}")
