@@ -683,14 +683,14 @@ class Trainer:
 
     def _window_means(self, sums: Mapping[str, torch.Tensor], n: int) -> dict[str, float]:
         """Mean of each term over the last ``n`` steps, averaged over the DDP processes."""
-        names = sorted(sums)
-        values = torch.stack([sums[k].float().reshape(()) for k in names]) / n
+        names = list(sums)
+        totals = torch.stack([sums[k].float().reshape(()) for k in names])
         if self.world > 1:
-            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
-            values = values / self.world
-        order = list(sums)
-        means = dict(zip(names, values.cpu().tolist()))
-        return {k: means[k] for k in order}
+            torch.distributed.all_reduce(totals, op=torch.distributed.ReduceOp.SUM)
+        means = [v / n for v in totals.cpu().tolist()]  # in double, as one process logs
+        if self.world > 1:
+            means = [v / self.world for v in means]
+        return dict(zip(names, means))
 
     def fit(self, until: int | None = None) -> dict[str, Any]:
         """Train until ``config.steps`` (or stop early after step ``until``, writing a
