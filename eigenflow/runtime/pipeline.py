@@ -147,8 +147,9 @@ class Pipeline:
                 stages.append(stage)
         if errors:
             raise PipelineSpecError(errors)
-        if any(_trainer_option(stage.config, "resume") for stage in stages):
-            run["resume"] = True  # a training stage's own 'trainer.resume' resumes the run
+        for flag in ("resume", "overwrite"):  # a training stage's 'trainer.resume' is the run's
+            if any(_trainer_option(stage.config, flag) for stage in stages):
+                run[flag] = True
         if run.get("resume") and run.get("overwrite"):
             raise PipelineSpecError(["resume, overwrite: give one of them, not both"])
         return cls(stages, spec=spec, **run)
