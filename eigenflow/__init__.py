@@ -10,6 +10,7 @@ from ._version import __version__
 from .api import create, eigh, get, list, matrix_invsqrt, matrix_sqrt, matrix_sqrt_invsqrt
 from .core import errors
 from .core.errors import (
+    CheckpointError,
     ConfigError,
     ConvergenceError,
     ConvergenceWarning,
@@ -20,13 +21,15 @@ from .core.errors import (
     NotSupportedError,
     PipelineSpecError,
     PluginLoadWarning,
+    RunFolderError,
     UnknownKindError,
     UnknownNameError,
 )
-from .pipeline import Pipeline
 from .registry import hookimpl
+from .runtime import Pipeline
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ConvergenceError",
     "ConvergenceWarning",
@@ -38,6 +41,7 @@ __all__ = [
     "Pipeline",
     "PipelineSpecError",
     "PluginLoadWarning",
+    "RunFolderError",
     "UnknownKindError",
     "UnknownNameError",
     "__version__",

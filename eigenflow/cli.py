@@ -215,17 +215,22 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import Pipeline
+    from .runtime import Pipeline, distributed_env
 
     target = args.config
     overrides = dict(_parse_override(s) for s in args.set or [])
     if args.seed is not None:
         overrides["seed"] = args.seed
+    for flag in ("resume", "overwrite", "tensorboard"):
+        if getattr(args, flag):
+            overrides[flag] = True
     if Path(target).suffix.lower() in (".toml", ".json") or Path(target).is_file():
         pipeline = Pipeline.from_config(target, **overrides)
     else:
-        pipeline = Pipeline.from_config({"pipeline": target, **overrides})
+        pipeline = Pipeline.from_config({"pipeline": target}, **overrides)
     summary = pipeline.run(out=args.out, device=args.device, quiet=args.quiet)
+    if distributed_env()[0] != 0:  # under torchrun only rank 0 prints the results
+        return 0
     if args.json:
         _print_json(summary)
     else:
@@ -312,11 +317,28 @@ def build_parser(*, bench_options: bool = True) -> argparse.ArgumentParser:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override an option (VALUE parsed as JSON when possible)",
+        help="override an option; a dotted KEY sets an entry of a table (trainer.lr=1e-4); "
+        "VALUE parsed as JSON when possible",
     )
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
     p.add_argument(
         "--json", action="store_true", help="print the whole summary as JSON on standard output"
+    )
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the output folder from its newest usable checkpoint",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete what the output folder holds and start afresh",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log training to TensorBoard (pip install 'eigenflow[tensorboard]')",
     )
     p.set_defaults(func=_cmd_run)
 

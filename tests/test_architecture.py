@@ -39,16 +39,6 @@ PACKAGE = "eigenflow"
 #: lands, the training engine and pipeline composition.
 RUNTIME = ("runtime", "engine", "pipeline")
 
-# Plugin-to-plugin imports that branch rt16 removes while it moves the training loops and model
-# defaults into eigenflow/runtime/ (issue 16, item 1). Delete this constant (and its use) when
-# rt16 is merged: the test must then pass without it. Keys: (file, imported module).
-PENDING_RUNTIME_MOVE = frozenset(
-    {
-        # traverse's fitting takes the model defaults of the train pipeline
-        ("eigenflow/plugins/traversals/pipeline.py", "eigenflow.plugins.models.pipelines"),
-    }
-)
-
 
 class Import(NamedTuple):
     """One imported module (and, for ``from`` imports, one imported name)."""
@@ -192,8 +182,7 @@ def layer_violations(imports: Iterable[Import]) -> list[str]:
         if dst > src:
             problems.append(f"{imp.where()}: {LAYER_NAMES[src]} must not import {LAYER_NAMES[dst]}")
         elif src == dst == 3 and imp.module_owner != imp.target_owner:
-            if (imp.file, imp.target) not in PENDING_RUNTIME_MOVE:
-                problems.append(f"{imp.where()}: a plugin family imports another family")
+            problems.append(f"{imp.where()}: a plugin family imports another family")
     return problems
 
 
@@ -328,12 +317,6 @@ def test_no_import_cycles(package_imports):
 def test_core_holds_only_what_two_families_or_other_layers_use(package_imports):
     lonely = single_family_core_modules(package_imports)
     assert not lonely, "move these next to their one consumer:\n" + "\n".join(lonely)
-
-
-def test_pending_runtime_moves_are_still_needed(package_imports):
-    # an entry whose import is gone must be deleted, so the list only shrinks
-    present = {(imp.file, imp.target) for imp in package_imports}
-    assert PENDING_RUNTIME_MOVE <= present, PENDING_RUNTIME_MOVE - present
 
 
 def test_benchmarks_use_no_private_names_of_plugins():

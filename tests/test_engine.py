@@ -123,10 +123,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(ef.NonFiniteLossError, match=r"'?kl'? = nan") as info:
         trainer.fit()
     message = str(info.value)
-    assert "step 13" in message and "step 10" in message and "checkpoint" in message
+    # the 13th loss (state after 12 updates) is NaN: the kept state is the one after 11
+    # updates, whose loss was finite, taken before the update that produced the NaN state
+    assert "step 13" in message and "(step 11)" in message and "before the update" in message
     state = load_weights(tmp_path / "checkpoint.pt")
-    assert state["step"] == 10
+    assert state["step"] == 11
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert load_weights(tmp_path / "checkpoint.1.pt")["step"] == 10  # the one before is kept
 
 
 def test_gradient_clipping_bounds_the_first_update(tmp_path):
@@ -195,30 +198,53 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world)
     )
     torch.set_num_threads(1)
+    import sys
+
+    sys.stderr = open(os.path.join(os.path.dirname(out), f"stderr{rank}.txt"), "w")
     try:
         model = Regression()
         Trainer(
-            model, _data(), steps=8, batch_size=8, quiet=True, out_dir=out, checkpoint_every=4
+            model, _data(), steps=8, batch_size=8, log_every=2, out_dir=out, checkpoint_every=4
         ).fit()
         if rank == 0:
-            torch.save(model.state_dict(), os.path.join(out, "ddp.pt"))
+            torch.save(model.state_dict(), os.path.join(os.path.dirname(out), "ddp.pt"))
     finally:
+        sys.stderr.close()
         torch.distributed.destroy_process_group()
+
+
+def _logged(folder):
+    rows = [r.split(",") for r in (folder / "metrics.csv").read_text().splitlines()[1:]]
+    return {(int(s), n): float(v) for s, n, v in rows if n in ("train/loss", "train/mse")}
 
 
 @pytest.mark.slow
 def test_ddp_two_processes_agree_with_one(tmp_path):
     single = Regression()
-    Trainer(single, _data(), steps=8, batch_size=8, quiet=True, out_dir=tmp_path / "one").fit()
+    Trainer(
+        single, _data(), steps=8, batch_size=8, log_every=2, quiet=True, out_dir=tmp_path / "one"
+    ).fit()
     out = tmp_path / "two"
-    out.mkdir()
     torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2)
-    ddp = torch.load(out / "ddp.pt", weights_only=True)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     for name, p in single.state_dict().items():
         torch.testing.assert_close(ddp[name], p, rtol=1e-5, atol=1e-6, msg=name)
     assert not torch.equal(ddp["net.0.weight"], Regression().state_dict()["net.0.weight"])
     state = load_weights(out / "checkpoint.pt")
     assert state["world_size"] == 2 and len(state["rng"]) == 2
+    # logged values are the mean over both processes: the full batch's, as in one process
+    one, two = _logged(tmp_path / "one"), _logged(out)
+    assert one.keys() == two.keys() and len(one) == 8
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-5), key
+    # only rank 0 writes files and prints
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.1.pt",
+        "checkpoint.pt",
+        "metrics.csv",
+    ]
+    assert "[train]" in (tmp_path / "stderr0.txt").read_text()
+    assert (tmp_path / "stderr1.txt").read_text() == ""
 
 
 def test_train_pipeline_runs_a_model_on_a_registered_dataset(tmp_path):
@@ -271,9 +297,10 @@ def test_tensorboard_scalars_and_image_grids_when_available(tmp_path, monkeypatc
         batch_size=8,
         log_every=2,
         quiet=True,
+        tensorboard=True,
         out_dir=tmp_path,
         eval_fn=eval_fn,
     ).fit()
-    assert summary["log"] == "tensorboard" and not (tmp_path / "metrics.csv").exists()
+    assert summary["log"] == "csv+tensorboard" and (tmp_path / "metrics.csv").exists()
     assert ("scalar", "train/loss", 2) in calls and ("scalar", "eval/score", 4) in calls
     assert ("images", "eval/grid", (4, 1, 5, 5), 4) in calls and calls[-1] == ("close",)

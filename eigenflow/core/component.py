@@ -20,6 +20,7 @@ __all__ = [
     "Component",
     "Constraint",
     "Dataset",
+    "FitContext",
     "Layer",
     "Metric",
     "Model",
@@ -167,13 +168,69 @@ class Constraint(Component):
         return None
 
 
+@attrs.frozen(kw_only=True)
+class FitContext:
+    """What a traversal may be fitted on: the typed argument of :meth:`Traversal.fit_context`.
+
+    Parameters
+    ----------
+    generator
+        ``generator(z) -> x``: the decoder, latent codes ``(N, d)`` to outputs ``(N, ...)``.
+    latent_dim
+        ``d``.
+    z
+        Latent codes ``(N, d)`` at which local quantities (Jacobians, metrics) are taken.
+    layer_or_weight
+        The first linear layer reading the code, or its weight ``(out, d)`` (SeFa's ``A``).
+    model
+        The whole model (``None`` when only a generator is given).
+    constraint
+        An attached constraint that carries directions (e.g. ``householder``), or ``None``.
+    device
+        Where to fit.
+    seed
+        The run's seed.
+    """
+
+    generator: Any
+    latent_dim: int
+    z: torch.Tensor
+    layer_or_weight: Any = None
+    model: Any = None
+    constraint: Any = None
+    device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
+    seed: int = 0
+
+    def require(self, field: str, traversal: str) -> Any:
+        """``getattr(self, field)``, or a :class:`ConfigError` saying that ``traversal`` needs
+        it and the caller did not give it."""
+        value = getattr(self, field)
+        if value is None:
+            raise ConfigError(
+                f"traversal {traversal!r}: fitting needs {field!r}, which this fit context "
+                "does not carry"
+            )
+        return value
+
+
 class Traversal(Component):
-    """Finds directions or paths in a latent space: ``fit``, ``directions``, ``traverse``."""
+    """Finds directions or paths in a latent space: ``fit``, ``directions``, ``traverse``.
+
+    ``fit(...)`` takes what the method itself needs; :meth:`fit_context` fits from a
+    :class:`FitContext`, the one call a pipeline makes for every traversal.
+    """
 
     kind = "traversal"
 
     def __init__(self, config: Any = None, **options: Any):
         self.config = self.make_config(config, options)
+
+    def fit_context(self, ctx: FitContext) -> Traversal:  # pragma: no cover - abstract
+        """Fit from ``ctx`` (each traversal picks the fields it needs); returns ``self``."""
+        raise NotSupportedError(
+            f"traversal {self.name or type(self).__name__!r} does not implement "
+            "fit_context(ctx: FitContext); pipelines fit traversals through it"
+        )
 
 
 class Model(Component, nn.Module):
@@ -200,6 +257,10 @@ class RunContext:
     device: torch.device
     seed: int = 0
     quiet: bool = False
+    #: continue the run in ``out_dir`` (training stages load their newest usable checkpoint)
+    resume: bool = False
+    #: training stages also log to TensorBoard
+    tensorboard: bool = False
 
     def log(self, message: str) -> None:
         """Print a progress line to standard error unless ``quiet``."""

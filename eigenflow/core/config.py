@@ -31,6 +31,7 @@ __all__ = [
     "option",
     "optional",
     "options_dict",
+    "set_component_builder",
     "validate_options",
 ]
 
@@ -187,26 +188,53 @@ class ComponentRef:
 
     name: str
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    #: the kind it names (set by :func:`component_option`); not part of equality
+    kind: str = attrs.field(default="", eq=False, repr=False)
 
     @classmethod
-    def coerce(cls, value: Any) -> ComponentRef:
+    def coerce(cls, value: Any, kind: str = "") -> ComponentRef:
         """Normalise a name, a table with a ``name`` key, or a ``ComponentRef``."""
         if isinstance(value, ComponentRef):
-            return value
+            return value if value.kind or not kind else attrs.evolve(value, kind=kind)
         if isinstance(value, str):
-            return cls(value, {})
+            return cls(value, {}, kind)
         if isinstance(value, Mapping) and isinstance(value.get("name"), str):
-            return cls(value["name"], {k: v for k, v in value.items() if k != "name"})
+            return cls(value["name"], {k: v for k, v in value.items() if k != "name"}, kind)
         raise ConfigError(f"expected a component name or a table with a 'name' key, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form ``{"name": ..., **options}``."""
         return {"name": self.name, **dict(self.options)}
 
+    def build(self, kind: str | None = None, /, **defaults: Any) -> Any:
+        """Instantiate the component through the registry.
 
-def _coerce_ref_or_keep(value: Any) -> Any:
+        ``defaults`` are options the caller derives (e.g. a model's ``input_shape`` from the
+        data); the reference's own options take precedence over them. ``kind`` defaults to
+        the kind of the option the reference came from.
+        """
+        kind = kind or self.kind
+        if not kind:
+            raise ConfigError(f"component {self.name!r}: say which kind to build (e.g. 'solver')")
+        if _BUILDER is None:  # pragma: no cover - eigenflow.registry installs it on import
+            raise ConfigError("no component registry is loaded (import eigenflow first)")
+        return _BUILDER(kind, self.name, {**defaults, **dict(self.options)})
+
+
+#: ``builder(kind, name, options) -> component``; installed by :mod:`eigenflow.registry`, so
+#: core does not import the layer above it.
+_BUILDER: Callable[[str, str, dict[str, Any]], Any] | None = None
+
+
+def set_component_builder(builder: Callable[[str, str, dict[str, Any]], Any]) -> None:
+    """Install the function :meth:`ComponentRef.build` instantiates with (the registry's)."""
+    global _BUILDER
+    _BUILDER = builder
+
+
+def _coerce_ref_or_keep(value: Any, kind: str = "") -> Any:
     try:
-        return ComponentRef.coerce(value)
+        return ComponentRef.coerce(value, kind)
     except ConfigError:
         return value  # the validator reports it with the option's name
 
@@ -219,18 +247,18 @@ def component_option(kind: str, default: str, *, help: str) -> Any:
             raise _fail(attribute, value, f"a {kind} name or a table with a 'name' key")
 
     return attrs.field(
-        default=ComponentRef(default, {}),
-        converter=_coerce_ref_or_keep,
+        default=ComponentRef(default, {}, kind),
+        converter=lambda value: _coerce_ref_or_keep(value, kind),
         validator=check,
         metadata={"help": help, "component": kind},
     )
 
 
-def _coerce_refs_or_keep(value: Any) -> Any:
+def _coerce_refs_or_keep(value: Any, kind: str = "") -> Any:
     if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
         return value
     items = list(value)
-    refs = [_coerce_ref_or_keep(v) for v in items]
+    refs = [_coerce_ref_or_keep(v, kind) for v in items]
     return tuple(refs) if all(isinstance(r, ComponentRef) for r in refs) else value
 
 
@@ -242,8 +270,8 @@ def component_list_option(kind: str, default: Iterable[str] = (), *, help: str) 
             raise _fail(attribute, value, f"a list of {kind} names or tables with a 'name' key")
 
     return attrs.field(
-        default=tuple(ComponentRef(name, {}) for name in default),
-        converter=_coerce_refs_or_keep,
+        default=tuple(ComponentRef(name, {}, kind) for name in default),
+        converter=lambda value: _coerce_refs_or_keep(value, kind),
         validator=check,
         metadata={"help": help, "component_list": kind},
     )

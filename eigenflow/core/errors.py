@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ConvergenceError",
     "ConvergenceWarning",
@@ -21,6 +22,7 @@ __all__ = [
     "NotSupportedError",
     "PipelineSpecError",
     "PluginLoadWarning",
+    "RunFolderError",
     "UnknownKindError",
     "UnknownNameError",
     "closest",
@@ -90,6 +92,14 @@ class ConvergenceWarning(EigenflowWarning):
 
 class NonFiniteLossError(EigenflowError, FloatingPointError):
     """Training stopped because a loss term became NaN or infinite."""
+
+
+class CheckpointError(EigenflowError, OSError):
+    """A checkpoint or weights file cannot be read, is corrupt, or does not fit the model."""
+
+
+class RunFolderError(EigenflowError):
+    """An output folder already holds a run (and neither resume nor overwrite was asked)."""
 
 
 def edit_distance(a: str, b: str) -> int:

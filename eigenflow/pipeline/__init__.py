@@ -1,5 +1,5 @@
-"""Composition of registered components into runnable pipelines."""
+"""Moved to :mod:`eigenflow.runtime.pipeline`; this name stays importable for existing code."""
 
-from .pipeline import Pipeline, Stage, load_spec
+from ..runtime.pipeline import Pipeline, Stage, load_spec
 
 __all__ = ["Pipeline", "Stage", "load_spec"]

@@ -13,10 +13,18 @@ import torch
 from torch import nn
 
 from ..core.component import Dataset, PipelineBase, RunContext
-from ..core.config import boolean, component_option, config, floating, integer, option
+from ..core.config import (
+    ComponentRef,
+    boolean,
+    component_option,
+    config,
+    floating,
+    integer,
+    option,
+)
 from ..core.io import atomic_torch_save, atomic_write_bytes
 from ..registry import hookimpl
-from ..registry.registry import get_registries
+from ..runtime import RandomBatches, TrainConfig, Trainer
 
 __all__ = ["CovarianceTextures", "GCPPipeline", "HistoryRow", "plot_history", "write_history_csv"]
 
@@ -103,7 +111,7 @@ class GCPConfig:
     hidden: int = option(16, validator=integer(1), help="channels after the 1x1 convolution")
     steps: int = option(150, validator=integer(1), help="optimisation steps per model")
     batch_size: int = option(64, validator=integer(1), help="mini-batch size")
-    lr: float = option(1e-2, validator=floating(0.0, min_open=True), help="Adam learning rate")
+    lr: float = option(1e-2, validator=floating(0.0, 1.0, min_open=True), help="Adam learning rate")
     test_fraction: float = option(
         0.25,
         validator=floating(0.0, 1.0, min_open=True, max_open=True),
@@ -144,19 +152,17 @@ class GCPPipeline(PipelineBase):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.config
-        registries = get_registries()
-        data = registries["dataset"].create(cfg.dataset.name, **dict(cfg.dataset.options))
+        data = cfg.dataset.build("dataset")
         images = torch.stack([data[i][0] for i in range(len(data))]).to(ctx.device)
         labels = torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))]).to(ctx.device)
         num_classes = int(labels.max()) + 1
         n_test = max(1, math.floor(cfg.test_fraction * len(labels)))
         train = (images[n_test:], labels[n_test:])
         test = (images[:n_test], labels[:n_test])
-        models = {
-            "gcp": registries["layer"].create(
-                "covariance-pooling", solver=cfg.solver.to_dict(), post_norm="trace"
-            )
-        }
+        pooling = ComponentRef(
+            "covariance-pooling", {"solver": cfg.solver, "post_norm": "trace"}, "layer"
+        )
+        models = {"gcp": pooling.build()}
         if cfg.baseline:
             models["avgpool"] = None
         history: list[HistoryRow] = []
@@ -274,6 +280,20 @@ def _running_mean(values: list[float], window: int = 10) -> list[float]:
     return out
 
 
+class ClassifierLoss(nn.Module):
+    """``loss(batch)`` of a classifier on ``(x, y)``: cross-entropy and batch accuracy."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        logits = self.net(x)
+        accuracy = (logits.detach().argmax(-1) == y).float().mean()
+        return {"loss": nn.functional.cross_entropy(logits, y), "accuracy": accuracy}
+
+
 def _train(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -283,25 +303,40 @@ def _train(
     ctx: RunContext,
     label: str,
 ) -> list[HistoryRow]:
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    x, y = train
-    rows: list[HistoryRow] = []
     every = max(1, cfg.steps // 25)  # test accuracy about 25 times per run
-    with ctx.progress(cfg.steps, f"[gcp] {label}") as progress:
-        for step in range(cfg.steps):
-            model.train()
-            idx = torch.randint(len(y), (min(cfg.batch_size, len(y)),), generator=gen).to(x.device)
-            logits = model(x[idx])
-            loss = nn.functional.cross_entropy(logits, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            # host sync once per step: logging, not a hot path
-            batch_acc = float((logits.detach().argmax(-1) == y[idx]).float().mean())
-            test_acc = _accuracy(model, test) if (step + 1) % every == 0 else None
-            rows.append(HistoryRow(step, label, float(loss.detach()), batch_acc, test_acc))
-            progress.update(loss=rows[-1].loss)
-    return rows
+    tcfg = TrainConfig.for_run(
+        ctx,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        log_every=max(1, cfg.steps // 5),
+        checkpoint_every=0,
+    )
+    trainer = Trainer(
+        ClassifierLoss(model),
+        config=tcfg,
+        out_dir=ctx.out_dir / label,
+        device=ctx.device,
+        batches=RandomBatches(train, cfg.batch_size, gen),
+        label=f"gcp: {label}",
+    )
+
+    def record(step: int, terms: dict[str, torch.Tensor]) -> None:
+        # host sync once per step: logging, not a hot path
+        test_acc = _accuracy(model, test) if step % every == 0 else None
+        trainer.records.append(
+            {
+                "step": step - 1,
+                "model": label,
+                "loss": float(terms["loss"]),
+                "batch_accuracy": float(terms["accuracy"]),
+                "test_accuracy": test_acc,
+            }
+        )
+
+    trainer.on_step = record
+    trainer.fit()
+    return [HistoryRow(**r) for r in trainer.records]
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ import attrs
 import pluggy
 
 from ..core.component import Component
-from ..core.config import ComponentRef, validate_options
+from ..core.config import ComponentRef, set_component_builder, validate_options
 from ..core.errors import (
     ConfigError,
     DuplicatePluginError,
@@ -214,8 +214,15 @@ def build_config(kind: str, name: str, config_cls: type, options: dict[str, Any]
     return config
 
 
+#: Kinds whose components are built while a configuration is validated, so the checks in
+#: their constructors (not only in their configs) are reported with the other errors; models,
+#: datasets and pipelines get options from the data or cost a run, and are built by the run.
+BUILT_WHEN_VALIDATED = frozenset({"solver", "constraint", "traversal", "metric", "layer"})
+
+
 def resolve_reference(kind: str, ref: ComponentRef, path: str) -> list[str]:
-    """Problems with a reference to a component (unknown name, bad options), with ``path``."""
+    """Problems with a reference to a component (unknown name, bad options, and for the kinds
+    in :data:`BUILT_WHEN_VALIDATED` what its constructor refuses), with ``path``."""
     registry = get_registries()[kind]
     if ref.name not in registry:
         return [f"{path}: {registry.unknown_message(ref.name)}"]
@@ -223,7 +230,20 @@ def resolve_reference(kind: str, ref: ComponentRef, path: str) -> list[str]:
     _, errors = validate_options(
         cls.Config, dict(ref.options), resolve_component=resolve_reference, path=f"{path}."
     )
-    return errors
+    if errors or kind not in BUILT_WHEN_VALIDATED:
+        return errors
+    try:
+        ref.build(kind)
+    except (ConfigError, TypeError, ValueError) as exc:
+        return [f"{path}: {kind} {ref.name!r}: {exc}"]
+    return []
+
+
+def _build_component(kind: str, name: str, options: dict[str, Any]) -> Any:
+    return get_registries()[kind].create(name, **options)
+
+
+set_component_builder(_build_component)
 
 
 class Registries:

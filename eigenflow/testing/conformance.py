@@ -645,7 +645,7 @@ class PipelineConformance(ComponentConformance):
 
     def test_default_spec_validates(self, name: str) -> None:
         """``run`` is implemented and ``{"pipeline": name}`` validates with the defaults."""
-        from ..pipeline import Pipeline
+        from ..runtime import Pipeline
 
         cls = get("pipeline", name)
         assert _overrides(cls, kind_base("pipeline"), "run"), (

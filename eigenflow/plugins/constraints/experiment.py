@@ -25,11 +25,12 @@ import torch
 from torch import nn
 
 from ...core.component import PipelineBase, RunContext
-from ...core.config import config, floating, integer, option, options_dict
+from ...core.config import ComponentRef, config, floating, integer, option, options_dict
 from ...core.errors import ConfigError, did_you_mean
 from ...core.polar import condition_number
 from ...core.stats import centered_covariance
 from ...registry.registry import get_registries
+from ...runtime import RandomBatches, TrainConfig, Trainer
 from .training import ConstraintSet
 
 __all__ = ["OrthConditioning", "OrthConditioningConfig"]
@@ -89,7 +90,7 @@ class OrthConditioningConfig:
     )
     steps: int = option(200, validator=integer(1), help="training steps per variant")
     batch_size: int = option(128, validator=integer(2), help="batch size")
-    lr: float = option(0.02, validator=floating(0.0, min_open=True), help="SGD learning rate")
+    lr: float = option(0.02, validator=floating(0.0, 10.0, min_open=True), help="SGD learning rate")
     momentum: float = option(0.9, validator=floating(0.0, 1.0), help="SGD momentum")
     channels: int = option(
         75,
@@ -142,6 +143,21 @@ class _Net(nn.Module):
         return self.body(self.whitening(self.pre_svd(x)))
 
 
+class _PenalisedLoss(nn.Module):
+    """Cross-entropy of ``net`` plus the constraints' penalty (``loss``), with the
+    cross-entropy alone as the term ``cross_entropy``."""
+
+    def __init__(self, net: nn.Module, constraints: ConstraintSet):
+        super().__init__()
+        self.net = net
+        self.constraints = constraints
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        ce = nn.functional.cross_entropy(self.net(x), y)
+        return {"loss": ce + self.constraints.penalty(), "cross_entropy": ce}
+
+
 class OrthConditioning(PipelineBase):
     """Covariance conditioning of a ZCA network under orthogonality constraints (Sec. 3.5)."""
 
@@ -149,9 +165,9 @@ class OrthConditioning(PipelineBase):
     source = "000 (Song 2023), Sec. 3.5, Fig. 3.11-3.13, Tables 3.10-3.13"
 
     def _data(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        data = get_registries()["dataset"].create(
-            "digits-sequences", **dict(self.config.dataset_options)
-        )
+        data = ComponentRef(
+            "digits-sequences", dict(self.config.dataset_options), "dataset"
+        ).build()
         n = min(self.config.samples, len(data))
         items = [data[i] for i in range(n)]
         x = torch.stack([item["x"][0] for item in items]).float()  # first frame (3, 28, 28)
@@ -161,49 +177,61 @@ class OrthConditioning(PipelineBase):
 
     def _run_variant(self, variant: str, data: tuple, ctx: RunContext) -> dict[str, Any]:
         cfg = self.config
-        registries = get_registries()
         torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
-        whitening = registries["layer"].create(
-            "zca-whitening", num_features=cfg.channels, solver="svd"
-        )
+        whitening = ComponentRef(
+            "zca-whitening", {"num_features": cfg.channels, "solver": "svd"}, "layer"
+        ).build()
         model = _Net(cfg, whitening).to(ctx.device)
         captured: dict[str, torch.Tensor] = {}
         model.whitening.register_forward_pre_hook(
             lambda _m, args: captured.__setitem__("x", args[0].detach())
         )
         names = variant.split("+")[1:]
-        cs = ConstraintSet([registries["constraint"].create(n) for n in names])
+        cs = ConstraintSet([ComponentRef(n, {}, "constraint").build() for n in names])
         cs.attach(model.pre_svd)
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-        cs.attach_optimizer(opt)
         (x_train, y_train), (x_test, y_test) = data
-        losses, conds, weight_conds = [], [], []
-        model.train()
-        for _ in range(cfg.steps):
-            idx = torch.randint(
-                len(y_train), (min(cfg.batch_size, len(y_train)),), generator=gen
-            ).to(ctx.device)
-            loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-            penalty = cs.penalty()
-            opt.zero_grad(set_to_none=True)
-            (loss + penalty).backward()
-            opt.step()
+        trainer = Trainer(
+            _PenalisedLoss(model, cs),
+            config=TrainConfig.for_run(
+                ctx,
+                steps=cfg.steps,
+                batch_size=cfg.batch_size,
+                lr=cfg.lr,
+                optimizer="sgd",
+                momentum=cfg.momentum,
+                log_every=max(1, cfg.steps // 5),
+                checkpoint_every=0,
+            ),
+            out_dir=ctx.out_dir / variant,
+            device=ctx.device,
+            batches=RandomBatches((x_train, y_train), cfg.batch_size, gen),
+            label=f"orth-conditioning: {variant}",
+        )
+
+        def record(_step: int, terms: dict[str, torch.Tensor]) -> None:
             feats = captured["x"].transpose(0, 1).reshape(cfg.channels, -1).double()
-            conds.append(condition_number(centered_covariance(feats), symmetric=True))
-            weight_conds.append(condition_number(model.pre_svd.weight.detach().flatten(1)))
-            losses.append(loss.detach())
+            cond = condition_number(centered_covariance(feats), symmetric=True)
+            weight_cond = condition_number(model.pre_svd.weight.detach().flatten(1))
+            trainer.records.append(
+                {
+                    "loss": float(terms["cross_entropy"]),
+                    "condition": float(cond),
+                    "weight_condition": float(weight_cond),
+                }
+            )
+
+        trainer.on_step = record
+        cs.attach_optimizer(trainer.optimizer)
+        trainer.fit()
         model.eval()
         with torch.no_grad():
             acc = (model(x_test).argmax(-1) == y_test).double().mean()
         cs.detach()
-        table = torch.stack(
-            [torch.stack(losses).double(), torch.stack(conds), torch.stack(weight_conds)]
-        ).cpu()
         return {
-            "loss": table[0].tolist(),
-            "condition": table[1].tolist(),
-            "weight_condition": table[2].tolist(),
+            "loss": [r["loss"] for r in trainer.records],
+            "condition": [r["condition"] for r in trainer.records],
+            "weight_condition": [r["weight_condition"] for r in trainer.records],
             "accuracy": float(acc),
         }
 

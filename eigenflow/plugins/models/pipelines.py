@@ -26,13 +26,12 @@ from ...core.config import (
 from ...core.errors import ConfigError
 from ...core.images import image_grid, write_png
 from ...core.io import atomic_write_bytes, atomic_write_json
-from ...engine import TrainConfig, Trainer
 from ...registry.registry import get_registries
+from ...runtime import TrainConfig, Trainer, build_model, unpack_batch
 from .results import results_markdown as _markdown
 from .results import summarise_runs as _summarise
-from .vae import unpack_batch
 
-__all__ = ["FFVAEDigitsPipeline", "TrainPipeline", "model_defaults_for"]
+__all__ = ["FFVAEDigitsPipeline", "TrainPipeline"]
 
 
 # --------------------------------------------------------------------------- measurements
@@ -44,25 +43,6 @@ def _metric(name: str, **options: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _create(kind: str, ref: ComponentRef, **extra: Any) -> Any:
-    return get_registries()[kind].create(ref.name, **{**extra, **dict(ref.options)})
-
-
-def _is_sequence_dataset(dataset: Any) -> bool:
-    return hasattr(dataset, "num_transforms")
-
-
-def model_defaults_for(dataset: Any, model_cls: type) -> dict[str, Any]:
-    """Model options implied by the data: ``input_shape`` and, for flows, ``num_potentials``."""
-    x, _ = unpack_batch(dataset[0])
-    shape = tuple(x.shape[1:]) if _is_sequence_dataset(dataset) else tuple(x.shape)
-    fields = attrs.fields_dict(model_cls.Config)
-    out: dict[str, Any] = {"input_shape": list(shape)}
-    if "num_potentials" in fields and _is_sequence_dataset(dataset):
-        out["num_potentials"] = int(dataset.num_transforms)
-    return out
 
 
 def _trainer_config(options: dict[str, Any], **base: Any) -> TrainConfig:
@@ -82,8 +62,19 @@ def _batches(dataset: Any, batch_size: int, limit: int, device: torch.device):
         yield x.to(device), (None if k is None else k.to(device))
 
 
+#: engine options the ``train`` pipeline has as its own options (or takes from the run)
+_OWN_TRAINER_KEYS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "seed": "seed"}
+
+
 def _check_trainer(_inst: Any, attribute: Any, value: Any) -> None:
     options_dict()(_inst, attribute, value)
+    twice = [k for k in value if k in _OWN_TRAINER_KEYS]
+    if twice:
+        raise ConfigError(
+            f"option {attribute.name!r}: {', '.join(f'trainer.{k}' for k in twice)} given in "
+            f"two places; set the pipeline's own option ({', '.join(twice)}) instead "
+            "(the seed is the run's: --seed)"
+        )
     _, errors = validate_options(TrainConfig, dict(value))
     if errors:
         raise ConfigError(
@@ -124,6 +115,12 @@ class TrainPipelineConfig:
         100, validator=integer(1), help="importance samples of the test log-likelihood"
     )
 
+    def __attrs_post_init__(self) -> None:
+        # the engine's cross-field checks (lr range of the optimiser) at validation time
+        _trainer_config(
+            dict(self.trainer), steps=self.steps, batch_size=self.batch_size, lr=self.lr
+        )
+
 
 class TrainPipeline(PipelineBase):
     """Train a model on a dataset; writes a checkpoint, a log and ``result.json``."""
@@ -133,11 +130,8 @@ class TrainPipeline(PipelineBase):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.config
-        registry = get_registries()
-        data_opts = dict(cfg.dataset.options)
-        train_set = registry["dataset"].create(cfg.dataset.name, **data_opts)
-        model_cls = registry["model"].get(cfg.model.name)
-        model = _create("model", cfg.model, **model_defaults_for(train_set, model_cls))
+        train_set = cfg.dataset.build("dataset")
+        model = build_model(cfg.model, train_set)
         tcfg = _trainer_config(
             dict(cfg.trainer),
             steps=cfg.steps,
@@ -145,17 +139,19 @@ class TrainPipeline(PipelineBase):
             lr=cfg.lr,
             seed=ctx.seed,
             quiet=ctx.quiet,
+            resume=ctx.resume,
+            tensorboard=ctx.tensorboard,
         )
         torch.manual_seed(ctx.seed)
         summary = Trainer(
             model.to(ctx.device), train_set, tcfg, out_dir=ctx.out_dir, device=ctx.device
         ).fit()
-        test_opts = (
-            {**data_opts, "split": "test"}
+        test_ref = (
+            attrs.evolve(cfg.dataset, options={**cfg.dataset.options, "split": "test"})
             if "split" in attrs.fields_dict(type(train_set.config))
-            else data_opts
+            else cfg.dataset
         )
-        test_set = registry["dataset"].create(cfg.dataset.name, **test_opts)
+        test_set = test_ref.build("dataset")
         result = {
             "train": summary,
             "test": evaluate_model(model, test_set, ctx.device, cfg.eval_items, cfg.iw_samples),
@@ -254,7 +250,7 @@ class FFVAEDigitsConfig:
     )
     steps: int = option(1000, validator=integer(1), help="optimiser steps per model")
     batch_size: int = option(32, validator=integer(1), help="sequences per batch")
-    lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
+    lr: float = option(1e-3, validator=floating(0.0, 1.0, min_open=True), help="Adam learning rate")
     scheduler: str = option(
         "none",
         validator=one_of(["none", "cosine"]),
@@ -327,21 +323,17 @@ class FFVAEDigitsPipeline(PipelineBase):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.config
-        registry = get_registries()
         data_opts = {"n_sequences": cfg.n_sequences, "length": cfg.length, **cfg.dataset}
-        train_set = registry["dataset"].create("digits-sequences", **data_opts)
-        test_set = registry["dataset"].create(
-            "digits-sequences",
-            **{**data_opts, "split": "test", "n_sequences": max(cfg.eval_items, 16)},
-        )
+        data = ComponentRef("digits-sequences", data_opts, "dataset")
+        train_set = data.build()
+        test_opts = {**data_opts, "split": "test", "n_sequences": max(cfg.eval_items, 16)}
+        test_set = attrs.evolve(data, options=test_opts).build()
         variants = [v for v in _VARIANTS if v[0] in cfg.models]
         runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
         for seed in cfg.seeds:
             for name, model_name, extra in variants:
                 torch.manual_seed(seed)
-                model_cls = registry["model"].get(model_name)
                 opts = {
-                    **model_defaults_for(train_set, model_cls),
                     "latent_dim": cfg.latent_dim,
                     "architecture": cfg.architecture,
                     "conv_width": cfg.conv_width,
@@ -353,8 +345,10 @@ class FFVAEDigitsPipeline(PipelineBase):
                     if extra.get("supervision") == "weak":
                         opts["k_amortisation"] = cfg.k_amortisation
                         opts["k_inference"] = cfg.k_inference
-                model = registry["model"].create(model_name, **opts).to(ctx.device)
-                tcfg = TrainConfig(
+                model = build_model(ComponentRef(model_name, {}, "model"), train_set, **opts)
+                model = model.to(ctx.device)
+                tcfg = TrainConfig.for_run(
+                    ctx,
                     steps=cfg.steps,
                     batch_size=cfg.batch_size,
                     lr=cfg.lr,
@@ -362,7 +356,6 @@ class FFVAEDigitsPipeline(PipelineBase):
                     seed=seed,
                     log_every=max(cfg.steps // 10, 1),
                     checkpoint_every=0,
-                    quiet=ctx.quiet,
                 )
                 run_dir = ctx.out_dir / f"seed{seed}" / name
                 ctx.log(f"[ffvae-digits] seed {seed}: training {name}")

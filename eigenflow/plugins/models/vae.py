@@ -27,7 +27,6 @@ Likelihoods (option ``likelihood``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -37,6 +36,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 from ...core.component import Model
 from ...core.config import config, floating, integer, one_of, option
 from ...core.errors import ConfigError, InputError
+from ...runtime.build import unpack_batch
 from .kl import kl_diag_normal_std, kl_fullcov_normal_std
 from .nets import build_decoder, build_encoder
 
@@ -120,22 +120,6 @@ class BetaVAEConfig(VAEConfig):
     weighted by beta)."""
 
     beta: float = option(4.0, validator=floating(0.0), help="weight of the KL term")
-
-
-def unpack_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Split a batch into data ``x`` and the transformation label ``k`` (or ``None``)."""
-    if isinstance(batch, torch.Tensor):
-        return batch, None
-    if isinstance(batch, Mapping):
-        x = next((batch[key] for key in ("x", "images", "image", "sequence") if key in batch), None)
-        if x is None:
-            raise InputError(f"batch: a dict batch needs an 'x' entry, got keys {sorted(batch)!r}")
-        k = next((batch[key] for key in ("k", "transform") if key in batch), None)
-        return x, k
-    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
-        k = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
-        return batch[0], k
-    raise InputError(f"batch: expected a tensor, a (x, k) tuple or a dict, got {type(batch)!r}")
 
 
 class VAEBase(Model):

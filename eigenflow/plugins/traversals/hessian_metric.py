@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ...core.component import Metric, Traversal
+from ...core.component import FitContext, Metric, Traversal
 from ...core.config import config, floating, integer, one_of, option, optional
 from .common import check_index, check_latents, linear_path, require_fitted
 from .krylov import lanczos_topk
@@ -87,6 +87,10 @@ class HessianMetric(Traversal):
             start = torch.randn(z.shape, generator=gen, dtype=z.dtype).to(z.device)
             values, vectors = lanczos_topk(lambda v: mv(v).detach(), start, k, cfg.lanczos_iters)
         return values.detach(), vectors.detach()
+
+    def fit_context(self, ctx: FitContext) -> HessianMetric:
+        """Fit on ``ctx.generator`` at the codes ``ctx.z``."""
+        return self.fit(ctx.generator, ctx.z)
 
     def fit(self, generator: Map, z: torch.Tensor, feature_map: Map | None = None) -> HessianMetric:
         """Local and average-metric eigenpairs over the codes ``z (N, d)``."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ...core.component import Traversal
+from ...core.component import FitContext, Traversal
 from ...core.config import config, integer, option
 from ...core.errors import InputError
 from .common import check_index, check_latents, linear_path, require_fitted
@@ -39,6 +39,10 @@ class HouseholderDirections(Traversal):
     def __init__(self, config: HouseholderDirectionsConfig | None = None, **options: Any):
         super().__init__(config, **options)
         self._directions: torch.Tensor | None = None
+
+    def fit_context(self, ctx: FitContext) -> HouseholderDirections:
+        """Fit on ``ctx.constraint`` (an attached ``householder`` constraint)."""
+        return self.fit(ctx.require("constraint", "householder"))
 
     def fit(self, constraint: Any) -> HouseholderDirections:
         """Read the directions from an attached ``householder`` constraint."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ...core.component import Traversal
+from ...core.component import FitContext, Traversal
 from ...core.config import config, floating, integer, one_of, option
 from ...core.jacobian import normal_jacobian_mv
 from ...core.spectral import canonical_signs
@@ -57,6 +57,10 @@ class JacobianPath(Traversal):
     def __init__(self, config: JacobianPathConfig | None = None, **options: Any):
         super().__init__(config, **options)
         self.generator: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def fit_context(self, ctx: FitContext) -> JacobianPath:
+        """Fit on ``ctx.generator``."""
+        return self.fit(ctx.generator)
 
     def fit(self, generator: Callable[[torch.Tensor], torch.Tensor]) -> JacobianPath:
         """Use ``generator`` for the Jacobians."""

@@ -13,11 +13,23 @@ from ...core.checks import check_tensor
 from ...core.component import Metric
 from ...core.config import config, floating, integer, option, optional
 from ...core.errors import InputError
+from ...runtime import CyclicBatches, TrainConfig, Trainer
 from .metric_tensor import metric_by_jacobian
 
 __all__ = ["AlignmentMap", "VPScore", "example_generator", "traversal_pairs"]
 
 Generator = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _FewShotLoss(nn.Module):
+    """Cross-entropy of ``net`` on the rows ``batch`` (indices) of ``x`` and ``labels``."""
+
+    def __init__(self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor):
+        super().__init__()
+        self.net, self.x, self.labels = net, x, labels
+
+    def loss(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": nn.functional.cross_entropy(self.net(self.x[batch]), self.labels[batch])}
 
 
 def _num_directions(traversal: Any) -> int:
@@ -151,13 +163,19 @@ class VPScore(Metric):
         net = nn.Sequential(
             nn.Linear(x.shape[1], cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, K)
         ).to(x.device)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
-        for _ in range(cfg.epochs):
-            for batch in train.split(64):
-                loss = nn.functional.cross_entropy(net(x[batch]), labels[batch])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        batches = list(train.split(64))
+        Trainer(
+            _FewShotLoss(net, x, labels),
+            config=TrainConfig(
+                steps=cfg.epochs * len(batches),
+                lr=1e-3,
+                weight_decay=1e-4,
+                log_every=cfg.epochs * len(batches),
+                quiet=True,
+            ),
+            batches=CyclicBatches(batches),
+            local=True,
+        ).fit()
         with torch.no_grad():
             return float((net(x[test]).argmax(-1) == labels[test]).float().mean())
 

@@ -3,7 +3,6 @@ score, and write path images, 2-D path projections and the metric spectrum."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import attrs
 import torch
 from torch import nn
 
-from ...core.component import PipelineBase, RunContext
+from ...core.component import FitContext, PipelineBase, RunContext
 from ...core.config import (
     component_list_option,
     component_option,
@@ -26,9 +25,10 @@ from ...core.errors import ConfigError
 from ...core.images import image_grid, write_png
 from ...core.io import atomic_write_json, load_weights
 from ...registry.registry import get_registries
+from ...runtime import TrainConfig, Trainer, build_model
 from .metric_tensor import metric_by_backprop
 
-__all__ = ["TraversePipeline", "TraversePipelineConfig", "first_projection", "fit_traversal"]
+__all__ = ["TraversePipeline", "TraversePipelineConfig", "first_projection"]
 
 
 @config
@@ -48,7 +48,7 @@ class TraversePipelineConfig:
     )
     train_steps: int = option(1500, validator=integer(1), help="engine steps when training")
     batch_size: int = option(64, validator=integer(1), help="batch size when training")
-    lr: float = option(1e-3, validator=floating(0.0, min_open=True), help="learning rate")
+    lr: float = option(1e-3, validator=floating(0.0, 1.0, min_open=True), help="Adam learning rate")
     traversal: Any = component_option(
         "traversal", "potential-flow", help="the traversal to fit and show"
     )
@@ -86,26 +86,6 @@ def first_projection(model: nn.Module, latent_dim: int) -> nn.Linear:
     )
 
 
-def fit_traversal(traversal: Any, context: dict[str, Any]) -> Any:
-    """Call ``traversal.fit`` with the arguments it asks for by name from ``context``
-    (``generator``, ``latent_dim``, ``z``, ``layer_or_weight``, ``model``, ``device``), so
-    third-party traversals plug in without special cases."""
-    params = inspect.signature(traversal.fit).parameters
-    kwargs = {}
-    for name, param in params.items():
-        if name in context:
-            kwargs[name] = context[name]
-        elif param.default is inspect.Parameter.empty and param.kind in (
-            param.POSITIONAL_OR_KEYWORD,
-            param.KEYWORD_ONLY,
-        ):
-            raise ConfigError(
-                f"traversal {traversal.name!r}: fit needs {name!r}, which the traverse pipeline "
-                f"cannot provide (it provides {', '.join(sorted(context))})"
-            )
-    return traversal.fit(**kwargs)
-
-
 class TraversePipeline(PipelineBase):
     """Fit a traversal (and the ones to ``compare``) on a model's decoder, trained here by the
     engine or loaded from ``checkpoint``; report VP scores and write ``paths-<name>.png``
@@ -129,29 +109,26 @@ class TraversePipeline(PipelineBase):
             return model.decode(z)
 
         gen = torch.Generator().manual_seed(ctx.seed)
-        context = {
-            "generator": generator,
-            "latent_dim": latent_dim,
-            "model": model,
-            "z": torch.randn(16, latent_dim, generator=gen).to(ctx.device),
-            "layer_or_weight": first_projection(model, latent_dim),
-            "device": ctx.device,
-        }
+        fit_ctx = FitContext(
+            generator=generator,
+            latent_dim=latent_dim,
+            model=model,
+            z=torch.randn(16, latent_dim, generator=gen).to(ctx.device),
+            layer_or_weight=first_projection(model, latent_dim),
+            device=ctx.device,
+            seed=ctx.seed,
+        )
         vp_metric = registries["metric"].create("vp-score", **{"seed": ctx.seed, **cfg.vp})
         z0 = torch.randn(3, latent_dim, generator=gen).to(ctx.device)
         result: dict[str, Any] = {"latent_dim": latent_dim, "vp": {}, "files": []}
         for ref in (cfg.traversal, *cfg.compare):
             label = ref.name
             ctx.log(f"[traverse] fitting {label}")
-            options = dict(ref.options)
             fields = attrs.fields_dict(registries["traversal"].get(ref.name).Config)
-            if "seed" in fields:
-                options.setdefault("seed", ctx.seed)
-            for key in ("num_directions", "num_potentials"):
-                if key in fields:
-                    options.setdefault(key, cfg.num_directions)
-            traversal = registries["traversal"].create(ref.name, **options)
-            fit_traversal(traversal, context)
+            shared = {"seed": ctx.seed}
+            shared.update(dict.fromkeys(("num_directions", "num_potentials"), cfg.num_directions))
+            traversal = ref.build("traversal", **{k: v for k, v in shared.items() if k in fields})
+            traversal.fit_context(fit_ctx)
             result["vp"][label] = vp_metric(generator, traversal, latent_dim, device=ctx.device)
             ctx.log(f"[traverse] {label}: VP {result['vp'][label]}")
             files, stats = self._draw(traversal, label, generator, z0, ctx.out_dir)
@@ -165,21 +142,12 @@ class TraversePipeline(PipelineBase):
 
     def _model(self, ctx: RunContext) -> nn.Module:
         cfg = self.config
-        registries = get_registries()
-        data = registries["dataset"].create(cfg.dataset.name, **dict(cfg.dataset.options))
-        from ..models.pipelines import model_defaults_for  # the engine's data-to-model defaults
-
-        model_cls = registries["model"].get(cfg.model.name)
-        fields = attrs.fields_dict(model_cls.Config)
-        implied = {k: v for k, v in model_defaults_for(data, model_cls).items() if k in fields}
-        options = {**implied, **dict(cfg.model.options)}
-        model = registries["model"].create(cfg.model.name, **options).to(ctx.device)
+        data = cfg.dataset.build("dataset")
+        model = build_model(cfg.model, data).to(ctx.device)
         if cfg.checkpoint is not None:
             state = load_weights(cfg.checkpoint, map_location=ctx.device)
             model.load_state_dict(state["model"] if "model" in state else state)
             return model
-        from ...engine import TrainConfig, Trainer
-
         tcfg, errors = validate_options(
             TrainConfig,
             {
@@ -189,7 +157,8 @@ class TraversePipeline(PipelineBase):
                 "seed": ctx.seed,
                 "quiet": ctx.quiet,
                 "checkpoint_every": 0,
-                "tensorboard": False,
+                "resume": ctx.resume,
+                "tensorboard": ctx.tensorboard,
             },
         )
         if errors:

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...core.component import Traversal
+from ...core.component import FitContext, Traversal
 from ...core.config import boolean, config, floating, integer, one_of, option
-from ...core.errors import NonFiniteLossError
 from ...core.potentials import PotentialFamily, potential_derivatives, wave_residual
+from ...runtime import CyclicBatches, TrainConfig, Trainer
 from .common import check_index, check_latents, require_fitted
 
 __all__ = [
@@ -69,18 +69,34 @@ def frozen(module: Any) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def _check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
-    bad = [name for name, value in losses.items() if not torch.isfinite(value)]
-    if bad:
-        raise NonFiniteLossError(f"loss term(s) {', '.join(bad)} became non-finite at step {step}")
-
-
 def output_size(
     generator: Generator, latent_dim: int, device: torch.device, dtype: torch.dtype
 ) -> int:
     """Number of output entries of one sample of ``generator``."""
     with frozen(generator), torch.no_grad():
         return generator(torch.zeros(1, latent_dim, device=device, dtype=dtype)).numel()
+
+
+class _Objective(nn.Module):
+    """``loss()`` = ``sum(weights[name] * term)`` of ``step_losses()``, over ``parameters``."""
+
+    def __init__(
+        self,
+        parameters: list[torch.Tensor],
+        step_losses: Callable[[], dict[str, torch.Tensor]],
+        weights: dict[str, float],
+    ):
+        super().__init__()
+        for p in parameters:  # the very tensors step_losses uses, not copies
+            if not isinstance(p, nn.Parameter):
+                raise TypeError(f"optimise: expected nn.Parameter, got {type(p).__name__}")
+        self.params = nn.ParameterList(parameters)
+        self.step_losses, self.weights = step_losses, weights
+
+    def loss(self, _batch: Any) -> dict[str, torch.Tensor]:
+        losses = self.step_losses()
+        total = sum(self.weights[name] * value for name, value in losses.items())
+        return {"loss": total, **losses}
 
 
 def optimise(
@@ -92,18 +108,29 @@ def optimise(
     weights: dict[str, float],
 ) -> list[dict[str, float]]:
     """Adam on ``sum(weights[name] * loss)`` of ``step_losses()`` for ``steps`` steps with the
-    generator frozen; stops on a non-finite term. Returns the loss terms per step."""
-    opt = torch.optim.Adam(parameters, lr=lr)
-    history = []
+    generator frozen, by the runtime's :class:`~eigenflow.runtime.Trainer` (in memory, this
+    process only); stops on a non-finite term. Returns the loss terms per step."""
+    names: list[str] = []
+    history: list[dict[str, float]] = []
+
+    def record(_step: int, terms: dict[str, torch.Tensor]) -> None:
+        history.append({name: float(terms[name]) for name in names})
+
+    def tracked() -> dict[str, torch.Tensor]:
+        losses = step_losses()
+        names[:] = list(losses)
+        return losses
+
+    objective = _Objective(parameters, tracked, weights)
+    trainer = Trainer(
+        objective,
+        config=TrainConfig(steps=steps, lr=lr, log_every=steps, quiet=True),
+        batches=CyclicBatches([None]),
+        on_step=record,
+        local=True,
+    )
     with frozen(generator):
-        for step in range(steps):
-            losses = step_losses()
-            _check_finite(losses, step)
-            total = sum(weights[name] * value for name, value in losses.items())
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            history.append({name: float(value.detach()) for name, value in losses.items()})
+        trainer.fit()
     return history
 
 
@@ -180,6 +207,10 @@ class PotentialFlow(Traversal):
         self.classifier = PairClassifier(features, cfg.num_potentials, cfg.classifier_hidden).to(
             device, dtype
         )
+
+    def fit_context(self, ctx: FitContext) -> PotentialFlow:
+        """Fit on ``ctx.generator`` with ``ctx.latent_dim`` on ``ctx.device``."""
+        return self.fit(ctx.generator, ctx.latent_dim, device=ctx.device)
 
     def fit(
         self,
@@ -316,6 +347,10 @@ class LinearDirections(Traversal):
         require_fitted(self.raw, "linear", "directions")
         with torch.no_grad():
             return (self.raw / self.raw.norm(dim=0, keepdim=True)).detach()
+
+    def fit_context(self, ctx: FitContext) -> LinearDirections:
+        """Fit on ``ctx.generator`` with ``ctx.latent_dim`` on ``ctx.device``."""
+        return self.fit(ctx.generator, ctx.latent_dim, device=ctx.device)
 
     def fit(
         self,

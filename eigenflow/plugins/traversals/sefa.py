@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...core.checks import check_tensor
-from ...core.component import Traversal
+from ...core.component import FitContext, Traversal
 from ...core.config import config, integer, option
 from ...core.errors import InputError
 from .common import check_index, check_latents, linear_path, require_fitted
@@ -41,6 +41,10 @@ class SeFa(Traversal):
         super().__init__(config, **options)
         self._directions: torch.Tensor | None = None
         self.eigenvalues: torch.Tensor | None = None
+
+    def fit_context(self, ctx: FitContext) -> SeFa:
+        """Fit on ``ctx.layer_or_weight`` (the first projection of the code)."""
+        return self.fit(ctx.require("layer_or_weight", "sefa"))
 
     def fit(self, layer_or_weight: nn.Module | torch.Tensor) -> SeFa:
         """Compute the directions from a layer or its weight ``(out, d)``."""

@@ -13,9 +13,15 @@ A specification is a dict, or a TOML or JSON file holding one, in one of two for
     pipeline = "gcp"
     solver = { name = "mpa-lya", degree = 7 }   # ... or by name with options
 
-Top-level keys ``seed``, ``device`` and ``out`` set the run; every other key of a stage is an
-option of that stage's pipeline. Every error in the specification is reported at once, each
-with its path (``stages[1].solver: unknown solver 'mpa-lyaa'; did you mean 'mpa-lya'?``).
+Top-level keys ``seed``, ``device``, ``out``, ``resume``, ``overwrite`` and ``tensorboard`` set
+the run; every other key of a stage is an option of that stage's pipeline. Every error in the
+specification is reported at once, each with its path (``stages[1].solver: unknown solver
+'mpa-lyaa'; did you mean 'mpa-lya'?``), including what the constructors of the referenced
+solvers, layers, constraints, traversals and metrics refuse.
+
+An output folder holds one run: :meth:`Pipeline.run` refuses a folder that already holds one
+unless ``resume`` (continue it: the training stages load their newest usable checkpoint) or
+``overwrite`` (delete the folder's contents first) is given (:mod:`eigenflow.runtime.runs`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from ..core.config import ComponentRef, validate_options
 from ..core.errors import ConfigError, PipelineSpecError
 from ..core.io import atomic_write_json
 from ..registry.registry import get_registries, resolve_reference
+from .runs import prepare_run_folder
+from .trainer import distributed_env
 
 try:  # Python 3.11+
     import tomllib
@@ -44,7 +52,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 __all__ = ["Pipeline", "Stage", "load_spec"]
 
-RUN_KEYS = ("seed", "device", "out")
+RUN_KEYS = ("seed", "device", "out", "resume", "overwrite", "tensorboard")
 
 
 def load_spec(source: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
@@ -52,9 +60,19 @@ def load_spec(source: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     if isinstance(source, Mapping):
         return dict(source)
     path = Path(source)
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r}: is a folder; expected a .toml or .json file")
     if not path.is_file():
         raise ConfigError(f"config: no such file {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config {str(path)!r}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it "
+            "as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config {str(path)!r}: cannot be read ({exc.strerror})") from None
     try:
         if path.suffix.lower() == ".toml":
             return tomllib.loads(text)
@@ -92,12 +110,18 @@ class Pipeline:
         seed: int = 0,
         device: str | None = None,
         out: str | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        tensorboard: bool = False,
         spec: dict[str, Any] | None = None,
     ):
         self.stages = stages
         self.seed = seed
         self.device = device
         self.out = out
+        self.resume = resume
+        self.overwrite = overwrite
+        self.tensorboard = tensorboard
         self.spec = spec or {}
 
     @classmethod
@@ -106,12 +130,14 @@ class Pipeline:
     ) -> Pipeline:
         """Validate ``source`` (dict or TOML/JSON path) and build the pipeline.
 
-        ``overrides`` replace top-level keys (for the single-stage form, pipeline options).
-        Raises :class:`~eigenflow.PipelineSpecError` listing every problem with its path.
+        ``overrides`` replace top-level keys (for the single-stage form, pipeline options); a
+        dotted key (``"trainer.resume"``) sets an entry of a table. Raises
+        :class:`~eigenflow.PipelineSpecError` listing every problem with its path.
         """
         spec = load_spec(source)
-        spec.update(overrides)
         errors: list[str] = []
+        for key, value in overrides.items():
+            _set_dotted(spec, key, value, errors)
         stage_specs = _stage_specs(spec, errors)
         run = _run_options(spec, errors)
         stages = []
@@ -121,6 +147,11 @@ class Pipeline:
                 stages.append(stage)
         if errors:
             raise PipelineSpecError(errors)
+        for flag in ("resume", "overwrite"):  # a training stage's 'trainer.resume' is the run's
+            if any(_trainer_option(stage.config, flag) for stage in stages):
+                run[flag] = True
+        if run.get("resume") and run.get("overwrite"):
+            raise PipelineSpecError(["resume, overwrite: give one of them, not both"])
         return cls(stages, spec=spec, **run)
 
     def run(
@@ -129,16 +160,41 @@ class Pipeline:
         device: str | None = None,
         *,
         quiet: bool = False,
+        resume: bool | None = None,
+        overwrite: bool | None = None,
     ) -> dict[str, Any]:
-        """Run every stage; returns ``{"pipeline": ..., "stages": [...], "out": ...}``."""
+        """Run every stage; returns ``{"pipeline": ..., "stages": [...], "out": ...}``.
+
+        A folder that already holds a run is refused (:class:`~eigenflow.RunFolderError`)
+        unless ``resume`` or ``overwrite`` is true (here or in the specification). Under
+        ``torchrun`` only rank 0 writes ``run.json`` and ``summary.json`` and prints.
+        """
         out_dir = Path(out or self.out or _default_out_dir(self))
         device_obj = _resolve_device(device or self.device)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        resume = self.resume if resume is None else resume
+        overwrite = self.overwrite if overwrite is None else overwrite
+        rank, _ = distributed_env()
+        record = {
+            "seed": self.seed,
+            "stages": [
+                {"pipeline": s.name, **_jsonable(attrs.asdict(s.config, recurse=False))}
+                for s in self.stages
+            ],
+        }
+        if rank == 0:
+            prepare_run_folder(out_dir, record, resume=resume, overwrite=overwrite)
         results = []
         for i, stage in enumerate(self.stages):
             stage_dir = out_dir if len(self.stages) == 1 else out_dir / f"{i:02d}-{stage.name}"
             stage_dir.mkdir(parents=True, exist_ok=True)
-            ctx = RunContext(out_dir=stage_dir, device=device_obj, seed=self.seed, quiet=quiet)
+            ctx = RunContext(
+                out_dir=stage_dir,
+                device=device_obj,
+                seed=self.seed,
+                quiet=quiet or rank != 0,
+                resume=resume,
+                tensorboard=self.tensorboard,
+            )
             torch.manual_seed(self.seed)
             ctx.log(f"[eigenflow] stage {i}: pipeline {stage.name!r} -> {stage_dir}")
             start = time.perf_counter()
@@ -157,7 +213,8 @@ class Pipeline:
             "seed": self.seed,
             "stages": results,
         }
-        atomic_write_json(out_dir / "summary.json", summary)
+        if rank == 0:
+            atomic_write_json(out_dir / "summary.json", summary)
         return summary
 
     def __repr__(self) -> str:
@@ -230,7 +287,36 @@ def _run_options(spec: dict[str, Any], errors: list[str]) -> dict[str, Any]:
         errors.append(f"out: expected a folder path, got {out!r}")
     elif out is not None:
         run["out"] = out
+    for flag in ("resume", "overwrite", "tensorboard"):
+        value = spec.get(flag, False)
+        if not isinstance(value, bool):
+            errors.append(f"{flag}: expected true or false, got {value!r}")
+        else:
+            run[flag] = value
     return run
+
+
+def _set_dotted(spec: dict[str, Any], key: str, value: Any, errors: list[str]) -> None:
+    """``spec[a][b] = value`` for the key ``"a.b"`` (tables made as needed)."""
+    parts = key.split(".")
+    if not all(parts):
+        errors.append(f"{key}: expected a key or dotted path like 'trainer.lr'")
+        return
+    table = spec
+    for i, part in enumerate(parts[:-1]):
+        inner = table.setdefault(part, {})
+        if not isinstance(inner, dict):
+            where = ".".join(parts[: i + 1])
+            errors.append(f"{key}: {where} = {inner!r} is not a table, so it has no entries")
+            return
+        table[part] = inner = dict(inner)
+        table = inner
+    table[parts[-1]] = value
+
+
+def _trainer_option(config: Any, name: str) -> Any:
+    trainer = getattr(config, "trainer", None)
+    return trainer.get(name) if isinstance(trainer, Mapping) else None
 
 
 # --------------------------------------------------------------------------- helpers

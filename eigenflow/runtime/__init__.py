@@ -1,0 +1,52 @@
+"""The runtime layer: what every pipeline runs on, and what plugins may import.
+
+- :mod:`~eigenflow.runtime.trainer`: the :class:`Trainer` (every training loop) and its
+  :class:`TrainConfig`;
+- :mod:`~eigenflow.runtime.checkpoints`: the last ``K`` checkpoints, atomic and verified;
+- :mod:`~eigenflow.runtime.logging`: ``metrics.csv`` and TensorBoard;
+- :mod:`~eigenflow.runtime.runs`: one run per output folder (resume, overwrite);
+- :mod:`~eigenflow.runtime.build`: components from references and the model options the
+  data implies;
+- :mod:`~eigenflow.runtime.pipeline`: :class:`Pipeline` composition and validation.
+
+Layer rule: ``core`` <- ``registry`` <- ``runtime`` <- ``plugins``; the runtime never imports
+a plugin (it finds components through the registry).
+"""
+
+from .build import build_model, model_defaults_for, unpack_batch
+from .checkpoints import CheckpointStore
+from .logging import ScalarLog
+from .pipeline import Pipeline, Stage, load_spec
+from .runs import prepare_run_folder
+from .trainer import (
+    BatchSource,
+    CyclicBatches,
+    DatasetBatches,
+    RandomBatches,
+    TrainConfig,
+    Trainer,
+    capture_rng,
+    distributed_env,
+    restore_rng,
+)
+
+__all__ = [
+    "BatchSource",
+    "CheckpointStore",
+    "CyclicBatches",
+    "DatasetBatches",
+    "Pipeline",
+    "RandomBatches",
+    "ScalarLog",
+    "Stage",
+    "TrainConfig",
+    "Trainer",
+    "build_model",
+    "capture_rng",
+    "distributed_env",
+    "load_spec",
+    "model_defaults_for",
+    "prepare_run_folder",
+    "restore_rng",
+    "unpack_batch",
+]
