@@ -209,11 +209,12 @@ class LyapunovBackwardConfig:
 
     Defaults (eigenflow's, issue 17): the scaled sign steps (Chen-Chow) for the guaranteed
     normalised spectrum ``[l, 1]`` of every ``A`` with condition number up to 1e3
-    (``lya_lower="auto"``, :func:`~eigenflow.plugins.matfn.lyapunov.normalised_lower_bound`), as many
-    as the scalar model of the iteration needs to bring the gradient within ``lya_tol / 10 =
-    1e-7`` (at least 8 eps of the dtype; ``lya_iters=None``,
-    :func:`~eigenflow.plugins.matfn.lyapunov.sign_steps_to_reach`). The count is
-    fixed by ``n`` and the dtype, so the stop costs no check (8 steps at n = 64 under the
+    (``lya_lower="auto"``,
+    :func:`~eigenflow.plugins.matfn.lyapunov.normalised_lower_bound`), as many as the scalar
+    model of the iteration needs to bring the gradient within ``lya_tol / 10 = 1e-7`` (at
+    least 8 eps of the dtype; ``lya_iters=None``,
+    :func:`~eigenflow.plugins.matfn.lyapunov.sign_steps_to_reach`). The count is fixed by
+    ``n`` and the dtype, so the stop costs no check (8 steps at n = 64 under the
     Schatten scale, 9 under the Frobenius scale). Measured in float64, the gradient is within
     1e-6 of the exact one (``backward="exact"``) up to condition 1e3 at n <= 256; the
     thesis's 8 plain steps (Table 2.9: ``lya_iters=8, lya_tol=None, lya_lower=None``) leave
