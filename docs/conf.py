@@ -15,6 +15,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
     # the plugin catalogue and one page per plugin, generated from the registry (plugin
     # authors can use the same extension for their own plugins)
     "eigenflow.sphinxext",
@@ -24,7 +25,16 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
-nitpicky = False
+# Every reference must resolve (the docs are built with -n -W).
+nitpicky = True
+
+# Links to Python, NumPy and PyTorch from local inventories (docs/_inventories, written by
+# docs/make_inventories.py): the build never fetches anything.
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3/", "_inventories/python.inv"),
+    "numpy": ("https://numpy.org/doc/stable/", "_inventories/numpy.inv"),
+    "torch": ("https://pytorch.org/docs/stable/", "_inventories/torch.inv"),
+}
 templates_path: list[str] = []
 exclude_patterns = ["_build"]
 html_theme = "furo"
