@@ -1053,6 +1053,7 @@ def write_results(
     return {"csv": csv_path, "json": json_path}
 
 
+#: Up to this many grid points, :func:`format_summary` adds one block per grid point.
 DETAIL_BLOCKS = 24
 
 

@@ -285,13 +285,13 @@ class Trainer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: torch.nn.Module,
         dataset: torch.utils.data.Dataset,
         config: TrainConfig | None = None,
         *,
         out_dir: str | os.PathLike,
         device: torch.device | str | None = None,
-        eval_fn: Callable[[nn.Module, int], Mapping[str, Any]] | None = None,
+        eval_fn: Callable[[torch.nn.Module, int], Mapping[str, Any]] | None = None,
         **options: Any,
     ):
         if config is None:

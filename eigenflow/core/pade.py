@@ -119,8 +119,8 @@ def pade_coefficients(
 
     Returns
     -------
-    (p, q)
-        Tuples of length ``m`` and ``n``.
+    tuple
+        ``(p, q)``: tuples of length ``m`` and ``n``.
     """
     if m < 0 or n < 0:
         raise ConfigError(f"Padé degrees [{m}, {n}] are invalid: expected integers >= 0")
@@ -144,7 +144,7 @@ def matrix_polynomials(
 
     Returns
     -------
-    list of Tensor
+    list of torch.Tensor
         One ``(B, n, n)`` tensor per polynomial.
     """
     degree = max([len(c) - 1 for c in polynomials] + [0])

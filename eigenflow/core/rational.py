@@ -101,8 +101,8 @@ def pade_coefficients(
 
     Returns
     -------
-    (p, q)
-        Exact coefficients of ``P(x) = sum p_k x^k`` (``m + 1`` of them) and
+    tuple
+        ``(p, q)``: exact coefficients of ``P(x) = sum p_k x^k`` (``m + 1`` of them) and
         ``Q(x) = sum q_k x^k`` with ``q_0 = 1`` (``n + 1`` of them), Eq. 3.14.
     """
     if m < 0 or n < 0:

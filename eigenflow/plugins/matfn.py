@@ -191,14 +191,15 @@ class LyapunovBackwardConfig:
 class MPALyaConfig(LyapunovBackwardConfig):
     """Options of ``mpa-lya`` (thesis 000, Sec. 2.3-2.4).
 
-    Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5] for
-    our MPA"), Frobenius pre-normalisation (Eq. 2.7, Eq. 2.10, Sec. 2.3.2), an LU solve (the
-    thesis only says "solve" instead of inverting), and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
-    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``). ``steps = 2`` is eigenflow's (``steps
-    = 1`` is the thesis's Algorithm 1): the single approximant returns ``sqrt(||A||_F) P_M(1) /
-    Q_N(1) = sqrt(||A||_F) / 11`` for an eigenvalue that tends to 0, so above condition ~1e2 it
-    lost to ``ns`` (issue 17); the second step removes that (docs/matfn.rst, "Accuracy").
+    Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5] for our
+    MPA"), Frobenius pre-normalisation (Eq. 2.7, Eq. 2.10, Sec. 2.3.2), an LU solve (the thesis only
+    says "solve" instead of inverting), and the backward stopping rule of
+    :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps;
+    Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``). ``steps = 2`` is
+    eigenflow's (``steps = 1`` is the thesis's Algorithm 1): the single approximant returns
+    ``sqrt(||A||_F) P_M(1) / Q_N(1) = sqrt(||A||_F) / 11`` for an eigenvalue that tends to 0, so
+    above condition ~1e2 it lost to ``ns`` (issue 17); the second step removes that (docs/matfn.rst,
+    "Accuracy").
     """
 
     degree: tuple[int, int] = option(
@@ -231,10 +232,10 @@ class MPALyaConfig(LyapunovBackwardConfig):
 class MTPLyaConfig(LyapunovBackwardConfig):
     """Options of ``mtp-lya`` (thesis 000, Sec. 2.3-2.4).
 
-    Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), Frobenius
-    pre-normalisation (Eq. 2.7), and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
-    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
+    Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), Frobenius pre-normalisation
+    (Eq. 2.7), and the backward stopping rule of
+    :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps;
+    Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     degree: int = option(
@@ -260,8 +261,8 @@ class NSLyaConfig(LyapunovBackwardConfig):
     """Options of ``ns-lya`` (thesis 000, Eq. 2.49, Table 2.10).
 
     Default 5 forward iterations, the NS setting of Sec. 2.1, and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain
-    steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
+    :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig` (tolerance 1e-6 within 12 scaled steps;
+    Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     iters: int = option(
@@ -273,10 +274,10 @@ class NSLyaConfig(LyapunovBackwardConfig):
 class SVDLyaConfig(LyapunovBackwardConfig):
     """Options of ``svd-lya`` (thesis 000, Table 2.10; forward Eq. 3.2-3.3).
 
-    Backward: the backward stopping rule of :class:`LyapunovBackwardConfig` (tolerance 1e-6
-    within 12 scaled steps; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None,
-    lya_lower=None``). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``) keeping the
-    square root of singular PSD input finite.
+    Backward: the backward stopping rule of :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig`
+    (tolerance 1e-6 within 12 scaled steps; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None,
+    lya_lower=None``). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``) keeping the square
+    root of singular PSD input finite.
     """
 
     scaling: str = _scaling_option("the Lyapunov iteration (the forward is eigh)")
@@ -546,13 +547,13 @@ class MPALyaSolver(_MatFnSolver):
     factor (``torch.linalg.solve_ex`` without error checks, so no host sync; ``solve=
     "cholesky"``: a Cholesky factorisation and two triangular solves). ``max(M, N) - 1``
     matrix products. That is ``steps=1``; the default ``steps=2`` continues from the inverse
-    approximant with one step of the coupled Padé iteration (:meth:`_coupled_steps`, one more
+    approximant with one step of the coupled Padé iteration (``_coupled_steps``, one more
     solve and ``max(M, N) + 3`` products), which makes it at least as accurate as ``ns`` at
     every condition number (the single approximant is not above condition ~1e2).
 
-    Backward: the coupled Lyapunov sign iteration (Eq. 2.20-2.23) on ``A^(1/2)``, or on
-    ``A^(-1/2)`` with the right-hand side of Eq. 2.38-2.39 for the inverse square root, by
-    default to ``||B_k - I||_F < 1e-6`` within 12 scaled steps (:class:`LyapunovBackwardConfig`;
+    Backward: the coupled Lyapunov sign iteration (Eq. 2.20-2.23) on ``A^(1/2)``, or on ``A^(-1/2)``
+    with the right-hand side of Eq. 2.38-2.39 for the inverse square root, by default to ``||B_k -
+    I||_F < 1e-6`` within 12 scaled steps (:class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig`;
     ``backward="exact"``: the eigendecomposition-based solution instead).
 
     Speed options (eigenflow extensions, ``docs/matfn.rst``): ``solve="cholesky"``,
