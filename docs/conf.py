@@ -30,6 +30,10 @@ nitpicky = True
 
 # Links to Python, NumPy and PyTorch from local inventories (docs/_inventories, written by
 # docs/make_inventories.py): the build never fetches anything.
+# Third-party names with no inventory here: pluggy's type variable in the signature of
+# hookimpl (a pluggy.HookimplMarker) and the attrs package, named in the prose.
+nitpick_ignore = [("py:class", "_F"), ("py:mod", "attrs")]
+
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3/", "_inventories/python.inv"),
     "numpy": ("https://numpy.org/doc/stable/", "_inventories/numpy.inv"),
@@ -40,3 +44,15 @@ exclude_patterns = ["_build"]
 html_theme = "furo"
 html_static_path = ["_static"]
 html_title = f"eigenflow {release}"
+
+
+def _public_bases(app, name, obj, options, bases):
+    """Show a private base class (``_MatFnSolver``) as its nearest public ancestor: private
+    classes have no API entry to link to."""
+    for i, base in enumerate(bases):
+        if isinstance(base, type) and base.__name__.startswith("_"):
+            bases[i] = next(c for c in base.__mro__ if not c.__name__.startswith("_"))
+
+
+def setup(app):
+    app.connect("autodoc-process-bases", _public_bases)

@@ -44,6 +44,7 @@ _TORCH_PAGES = {
     "torch.utils.data.Dataset": "data.html",
     "torch.nn.Module": "generated/torch.nn.Module.html",
     "torch.Generator": "generated/torch.Generator.html",
+    "torch.optim.Optimizer": "optim.html",
 }
 
 # Names autodoc writes for base classes and annotations (the defining module, not the public
@@ -52,6 +53,7 @@ _TORCH_ALIASES = {
     "torch.nn.modules.module.Module": "torch.nn.Module",
     "torch.utils.data.dataset.Dataset": "torch.utils.data.Dataset",
     "torch._C.Generator": "torch.Generator",
+    "torch.optim.optimizer.Optimizer": "torch.optim.Optimizer",
 }
 
 _NUMPY_PAGES = {"numpy.ndarray": "reference/generated/numpy.ndarray.html"}
