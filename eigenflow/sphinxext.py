@@ -15,11 +15,17 @@ writes a small stub per plugin (a title and the directive above) and an ``index.
 table of contents, to commit with the docs; :func:`check_stubs` (or ``--check``) says which
 stubs are missing or stale, for a test. Plugin authors document their own plugins the same
 way with ``--distribution`` set to their distribution.
+
+References resolve without an autodoc entry for every class: a reference to a plugin's class
+(as each plugin page writes) links to that plugin's page, and a reference to a re-exported
+name (``eigenflow.ConfigError``) links to the entry of the object it names
+(``eigenflow.core.errors.ConfigError``), so ``sphinx -n`` (nitpicky) stays clean.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import sys
 from collections.abc import Sequence
@@ -30,11 +36,20 @@ from docutils import nodes
 from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import make_refnode
 
 from .core.config import describe_config
 from .registry.registry import get_registries
 
-__all__ = ["check_stubs", "main", "plugin_rst", "plugins_of", "setup", "stub_files"]
+__all__ = [
+    "check_stubs",
+    "main",
+    "plugin_rst",
+    "plugins_of",
+    "resolve_reference",
+    "setup",
+    "stub_files",
+]
 
 _KIND_TITLES = {
     "solver": "Solvers",
@@ -133,7 +148,27 @@ def plugin_rst(kind: str, name: str, *, title: str | None = "^") -> list[str]:
     return lines
 
 
+def _plugin_pages(env: Any) -> dict[str, dict[str, tuple[str, bool]]]:
+    """The build's record of where plugins are described: class path -> {docname: (anchor,
+    whether it is the plugin's own page)}."""
+    if not hasattr(env, "eigenflow_plugin_pages"):
+        env.eigenflow_plugin_pages = {}
+    return env.eigenflow_plugin_pages
+
+
+def _class_path(kind: str, name: str) -> str:
+    cls = get_registries()[kind].entry(name).cls
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 class _RegistryDirective(SphinxDirective):
+    def _record(self, kind: str, name: str, *, page: bool) -> list[nodes.Node]:
+        """Note where plugin ``kind``/``name`` is described; a target node to link to."""
+        anchor = f"eigenflow-{kind}-{name}"
+        pages = _plugin_pages(self.env).setdefault(_class_path(kind, name), {})
+        pages[self.env.docname] = (anchor, page)
+        return [nodes.target("", "", ids=[anchor])]
+
     def _parse(self, text: list[str], source: str) -> list[nodes.Node]:
         container = nodes.section()
         container.document = self.state.document
@@ -151,12 +186,13 @@ class PluginCatalogue(_RegistryDirective):
 
     def run(self) -> list[nodes.Node]:
         kind = self.arguments[0]
-        text: list[str] = []
+        result: list[nodes.Node] = []
         for name in plugins_of(kind, self.options.get("distribution")):
-            text += plugin_rst(kind, name)
-        if not text:
-            text = ["(none registered)", ""]
-        return self._parse(text, f"<eigenflow-plugins {kind}>")
+            result += self._record(kind, name, page=False)
+            result += self._parse(plugin_rst(kind, name), f"<eigenflow-plugins {kind}>")
+        if not result:
+            result = self._parse(["(none registered)", ""], f"<eigenflow-plugins {kind}>")
+        return result
 
 
 class PluginPage(_RegistryDirective):
@@ -166,7 +202,65 @@ class PluginPage(_RegistryDirective):
 
     def run(self) -> list[nodes.Node]:
         kind, name = self.arguments
-        return self._parse(plugin_rst(kind, name, title=None), f"<eigenflow-plugin {kind} {name}>")
+        return self._record(kind, name, page=True) + self._parse(
+            plugin_rst(kind, name, title=None), f"<eigenflow-plugin {kind} {name}>"
+        )
+
+
+def _purge_plugin_pages(app: Any, env: Any, docname: str) -> None:
+    for pages in _plugin_pages(env).values():
+        pages.pop(docname, None)
+
+
+def _merge_plugin_pages(app: Any, env: Any, docnames: set[str], other: Any) -> None:
+    mine = _plugin_pages(env)
+    for path, pages in _plugin_pages(other).items():
+        mine.setdefault(path, {}).update(
+            {doc: where for doc, where in pages.items() if doc in docnames}
+        )
+
+
+def _import_target(target: str) -> object | None:
+    """The object a dotted ``target`` names, if its top-level package is already imported
+    (nothing new is imported while resolving references)."""
+    parts = target.split(".")
+    if len(parts) < 2 or parts[0] not in sys.modules:
+        return None
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[split:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def resolve_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """``missing-reference`` handler: a plugin's class links to its plugin page; a name
+    re-exported elsewhere (``eigenflow.ConfigError``) links to the documented object."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node.get("reftarget", "")
+    pages = _plugin_pages(env).get(target)
+    if pages:
+        docname, (anchor, _) = max(pages.items(), key=lambda item: item[1][1])
+        return make_refnode(app.builder, node["refdoc"], docname, anchor, contnode, target)
+    obj = _import_target(target)
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None
+    canonical = f"{module}.{qualname}"
+    if canonical == target:
+        return None
+    domain = env.get_domain("py")
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode
+    )
 
 
 def stub_files(distribution: str | None = None) -> dict[str, str]:
@@ -259,6 +353,9 @@ def setup(app: Any) -> dict[str, Any]:
     """Register the directives with Sphinx."""
     app.add_directive("eigenflow-plugins", PluginCatalogue)
     app.add_directive("eigenflow-plugin", PluginPage)
+    app.connect("env-purge-doc", _purge_plugin_pages)
+    app.connect("env-merge-info", _merge_plugin_pages)
+    app.connect("missing-reference", resolve_reference)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
 
 

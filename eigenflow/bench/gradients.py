@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 DEFAULT_CONDS: tuple[float, ...] = (1.0, 1e1, 1e2, 1e4, 1e6, 1e8, 1e10, 1e12)
+#: The columns of :func:`gradient_quality`'s rows, in order.
 QUALITY_COLUMNS = (
     "solver",
     "cond",

@@ -306,8 +306,9 @@ def validate_options(
 
     Returns
     -------
-    (config or None, errors)
-        The config when there is no error, else ``None`` and the list of messages.
+    tuple
+        ``(config or None, errors)``: the config when there is no error, else ``None`` and the list
+        of messages.
     """
     fields = {f.name: f for f in attrs.fields(config_cls)}
     errors: list[str] = []

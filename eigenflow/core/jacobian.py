@@ -100,8 +100,9 @@ def leading_eigenpairs(
 
     Returns
     -------
-    (Lambda, V)
-        ``(..., k)`` eigenvalue estimates and ``(..., m, k)`` unit eigenvector estimates.
+    tuple
+        ``(Lambda, V)``: ``(..., k)`` eigenvalue estimates and ``(..., m, k)`` unit eigenvector
+        estimates.
     """
     m, k = V.shape[-2:]
     mask = alignment_mask(m, k, dtype=V.dtype, device=V.device) if masked else None

@@ -249,8 +249,8 @@ def power_pade_coefficients(
 
     Returns
     -------
-    (p, q)
-        Tuples of length ``m`` and ``n``.
+    tuple
+        ``(p, q)``: tuples of length ``m`` and ``n``.
     """
     _check_degrees(m, n)
     p, q = _power_pade_exact(_as_fraction(alpha), int(m), int(n))

@@ -80,6 +80,7 @@ class StackedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(k, n_out).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, n_in)`` or ``(B, K, n_in)`` -> ``(B, K, n_out)``."""
         if x.dim() == 2:
             return torch.einsum("bi,kio->bko", x, self.weight) + self.bias
         return torch.einsum("bki,kio->bko", x, self.weight) + self.bias
@@ -257,8 +258,9 @@ def wave_residual(
 
     Returns
     -------
-    (residual (B,), FlowStep)
-        The step carries ``grad_z u`` for the update of Eq. 4.6.
+    tuple
+        ``(residual, step)``: the ``(B,)`` residual and the :class:`FlowStep`, which carries
+        ``grad_z u`` for the update of Eq. 4.6.
     """
     z = z if z.requires_grad else z.detach().requires_grad_(True)
     t = t.detach().to(z.dtype).requires_grad_(True)

@@ -119,8 +119,10 @@ class Solver(Component):
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = False
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-10}
+    #: ``None`` when every method traces whole under ``fullgraph=True``, else why not.
     trace_blocker: ClassVar[str | None] = None
     second_order: ClassVar[bool] = False
+    #: The stated forward accuracy ``{(op, dtype): bounds}`` (see the class docstring).
     error_envelope: ClassVar[dict[tuple[str, torch.dtype], tuple[float, ...]]] = {}
 
     def __init__(self, config: Any = None, **options: Any):
@@ -174,15 +176,19 @@ class Solver(Component):
     # ------------------------------------------------------------------ to implement
 
     def _sqrt_invsqrt(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A^(1/2), A^(-1/2))`` of a validated ``(B, n, n)`` batch: what a solver implements."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _sqrt(self, A: torch.Tensor) -> torch.Tensor:
+        """``A^(1/2)`` of a ``(B, n, n)`` batch (override if cheaper than :meth:`_sqrt_invsqrt`)."""
         return self._sqrt_invsqrt(A)[0]
 
     def _invsqrt(self, A: torch.Tensor) -> torch.Tensor:
+        """``A^(-1/2)`` of a ``(B, n, n)`` batch (override if cheaper than ``_sqrt_invsqrt``)."""
         return self._sqrt_invsqrt(A)[1]
 
     def _eigh(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(eigenvalues ascending, eigenvectors)`` of a ``(B, n, n)`` batch."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     # ------------------------------------------------------------------ helpers

@@ -115,7 +115,7 @@ def eigh_autograd(
 
     Returns
     -------
-    tuple of Tensor
+    tuple of torch.Tensor
         ``(L, V)``, differentiable with respect to ``A``. Not supported under ``torch.func``
         transforms (no vmap rule); ordinary autograd, batching and CUDA are.
     """

@@ -102,9 +102,9 @@ class BatchedEDSolver(EighSolver):
     Backward: Eq. 3.6 with the SVD-Padé rule by default (``backward="pade"``) or the exact
     rule. ``sqrt``/``invsqrt`` come from the eigenpairs (Eq. 3.3).
 
-    After each call, :attr:`last_converged` holds a bool tensor of the input's batch shape:
+    After each call, ``last_converged`` holds a bool tensor of the input's batch shape:
     whether each matrix converged within the sweep cap (see ``on_failure``), and
-    :attr:`last_qr_steps` the number of batched QR steps taken (a 0-d device tensor after the
+    ``last_qr_steps`` the number of batched QR steps taken (a 0-d device tensor after the
     Triton kernel, which decides convergence on the device: with ``on_failure="flag"`` a
     CUDA call reads nothing on the host; ``"raise"``/``"warn"`` read the flags once per call
     eagerly, and under ``torch.compile`` or CUDA-graph capture ``"raise"`` is a device-side

@@ -77,9 +77,10 @@ def compact_wy(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns
     -------
-    (Y, T_inv)
-        ``Y`` ``(..., d, m)`` unit vectors as columns and the upper-triangular ``(..., m, m)``
-        matrix ``T^{-1} = triu(Y^T Y, 1) + I/2``; ``T`` itself is applied by a triangular solve.
+    tuple
+        ``(Y, T_inv)``: ``Y`` ``(..., d, m)`` unit vectors as columns and the upper-triangular
+        ``(..., m, m)`` matrix ``T^{-1} = triu(Y^T Y, 1) + I/2``; ``T`` itself is applied by a
+        triangular solve.
     """
     Y = _unit_rows(vectors).mT
     m = Y.shape[-1]
@@ -156,9 +157,9 @@ def householder_vectors(Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns
     -------
-    (vectors, signs)
-        ``(..., d, d)`` reflector vectors as rows (LAPACK form: zero before position ``i``, 1 at
-        it) and ``(..., d)`` signs in ``{-1, +1}``.
+    tuple
+        ``(vectors, signs)``: ``(..., d, d)`` reflector vectors as rows (LAPACK form: zero before
+        position ``i``, 1 at it) and ``(..., d)`` signs in ``{-1, +1}``.
     """
     a, tau = torch.geqrf(Q)
     d = Q.shape[-1]

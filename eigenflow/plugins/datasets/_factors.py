@@ -63,9 +63,9 @@ def sample_factor_classes(
 
     Returns
     -------
-    (classes, k)
-        ``classes`` is ``(n, F)`` for images or ``(n, T, F)`` for sequences; ``k`` is
-        ``(n,)`` (the moving factor's position in ``sequence_axes``) or ``None`` for images.
+    tuple
+        ``(classes, k)``: ``classes`` is ``(n, F)`` for images or ``(n, T, F)`` for sequences; ``k``
+        is ``(n,)`` (the moving factor's position in ``sequence_axes``) or ``None`` for images.
         Along a sequence the moving factor steps up by one value per frame.
     """
     sizes_arr = np.asarray(sizes)

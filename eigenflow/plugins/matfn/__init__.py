@@ -237,16 +237,17 @@ class MPALyaConfig(LyapunovBackwardConfig):
 
     Defaults: Padé degree ``[5, 5]`` (Table 2.8: "we hence set the forward degrees as [5, 5] for
     our MPA"), a Newton-Schulz or LU solve (``solve="auto"``; the thesis only says "solve"
-    instead of inverting), and the backward of :class:`LyapunovBackwardConfig`. eigenflow's
-    (issue 17; ``docs/matfn.rst``, "Accuracy"): ``steps = 2`` with ``step_degree = "auto"``
-    (below float64 one coupled Newton-Schulz-type refinement with the degree-2 Taylor
-    polynomial of ``(1 - e)^(-1/2)``, 4 matrix products, no solve; in float64 one step of the
-    coupled ``[5, 5]`` Padé iteration, 1e-14 at condition 10) and ``scaling = "schatten"``.
-    The thesis's Algorithm 1 is ``steps = 1, scaling = "frobenius"``: its single approximant returns
-    ``sqrt(||A||_F) P_M(1) / Q_N(1) = sqrt(||A||_F) / 11`` for an eigenvalue that tends to 0,
-    so above condition ~1e2 it lost to ``ns``; the refinement step fixes that and the tighter
-    scale raises the small eigenvalues of ``A / s``, at the same cost as the thesis's
-    settings. Table 2.9's backward: ``lya_iters=8, lya_tol=None, lya_lower=None``.
+    instead of inverting), and the backward of
+    :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig`. eigenflow's (issue 17;
+    ``docs/matfn.rst``, "Accuracy"): ``steps = 2`` with ``step_degree = "auto"`` (below float64
+    one coupled Newton-Schulz-type refinement with the degree-2 Taylor polynomial of ``(1 -
+    e)^(-1/2)``, 4 matrix products, no solve; in float64 one step of the coupled ``[5, 5]`` Padé
+    iteration, 1e-14 at condition 10) and ``scaling = "schatten"``. The thesis's Algorithm 1 is
+    ``steps = 1, scaling = "frobenius"``: its single approximant returns ``sqrt(||A||_F) P_M(1)
+    / Q_N(1) = sqrt(||A||_F) / 11`` for an eigenvalue that tends to 0, so above condition ~1e2
+    it lost to ``ns``; the refinement step fixes that and the tighter scale raises the small
+    eigenvalues of ``A / s``, at the same cost as the thesis's settings. Table 2.9's backward:
+    ``lya_iters=8, lya_tol=None, lya_lower=None``.
     """
 
     degree: tuple[int, int] = option(
@@ -299,8 +300,8 @@ class MTPLyaConfig(LyapunovBackwardConfig):
 
     Defaults: Taylor degree 11 (Table 2.8 text: "as 11 for our MTP"), Frobenius
     pre-normalisation (Eq. 2.7), and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (scaled steps to 1e-6 up to condition 1e3; Table 2.9's 8
-    plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
+    :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig` (scaled steps to 1e-6 up to
+    condition 1e3; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     degree: int = option(
@@ -326,8 +327,8 @@ class NSLyaConfig(LyapunovBackwardConfig):
     """Options of ``ns-lya`` (thesis 000, Eq. 2.49, Table 2.10).
 
     Default 5 forward iterations, the NS setting of Sec. 2.1, and the backward stopping rule of
-    :class:`LyapunovBackwardConfig` (scaled steps to 1e-6 up to condition 1e3; Table 2.9's 8
-    plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
+    :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig` (scaled steps to 1e-6 up to
+    condition 1e3; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
     """
 
     iters: int = option(
@@ -339,10 +340,11 @@ class NSLyaConfig(LyapunovBackwardConfig):
 class SVDLyaConfig(LyapunovBackwardConfig):
     """Options of ``svd-lya`` (thesis 000, Table 2.10; forward Eq. 3.2-3.3).
 
-    Backward: the backward stopping rule of :class:`LyapunovBackwardConfig` (scaled steps to
-    1e-6 up to condition 1e3; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None,
-    lya_lower=None``). ``eps`` is eigenflow's eigenvalue floor (as in ``svd``) keeping the
-    square root of singular PSD input finite.
+    Backward: the backward stopping rule of
+    :class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig` (scaled steps to 1e-6 up to
+    condition 1e3; Table 2.9's 8 plain steps: ``lya_iters=8, lya_tol=None, lya_lower=None``).
+    ``eps`` is eigenflow's eigenvalue floor (as in ``svd``) keeping the square root of singular
+    PSD input finite.
     """
 
     scaling: str = _scaling_option("the Lyapunov iteration (the forward is eigh)")
@@ -641,7 +643,7 @@ class MPALyaSolver(_MatFnSolver):
     factor (``torch.linalg.solve_ex`` without error checks, so no host sync; ``solve=
     "cholesky"``: a Cholesky factorisation and two triangular solves). ``max(M, N) - 1``
     matrix products. That is ``steps=1``; the default ``steps=2`` continues from the inverse
-    approximant with one step of the coupled iteration (:meth:`_coupled_steps`) with the
+    approximant with one step of the coupled iteration (``_coupled_steps``) with the
     degree-2 Taylor polynomial (4 products, no solve; the ``[5, 5]`` Padé step in float64,
     ``step_degree="auto"``), which makes it
     at least as accurate as ``ns`` at every condition number (the single approximant is not
@@ -650,8 +652,8 @@ class MPALyaSolver(_MatFnSolver):
     Backward: the coupled Lyapunov sign iteration (Eq. 2.20-2.23) on ``A^(1/2)``, or on
     ``A^(-1/2)`` with the right-hand side of Eq. 2.38-2.39 for the inverse square root, by
     default with the step count that reaches 1e-6 up to condition 1e3
-    (:class:`LyapunovBackwardConfig`; ``backward="exact"``: the eigendecomposition-based
-    solution instead).
+    (:class:`~eigenflow.plugins.matfn.LyapunovBackwardConfig`; ``backward="exact"``: the
+    eigendecomposition-based solution instead).
 
     Speed options (eigenflow extensions, ``docs/matfn.rst``): ``solve="cholesky"``,
     ``lya_lower``, ``lya_iters``. On CPU, 64 float32 matrices of size 64, ``steps=1,

@@ -344,7 +344,7 @@ def lyapunov_sign_solve(
 
     Returns
     -------
-    Tensor
+    torch.Tensor
         ``X`` with the shape of ``C``.
     """
     _check_lower(lower, scaling)
