@@ -32,7 +32,14 @@ nitpicky = True
 # docs/make_inventories.py): the build never fetches anything.
 # Third-party names with no inventory here: pluggy's type variable in the signature of
 # hookimpl (a pluggy.HookimplMarker) and the attrs package, named in the prose.
-nitpick_ignore = [("py:class", "_F"), ("py:mod", "attrs")]
+nitpick_ignore = [
+    ("py:class", "_F"),
+    ("py:mod", "attrs"),
+    # pathlib.Path and torch.nn.Module as written in annotations of members that
+    # eigenflow.runtime re-exports: autodoc shows those annotations unevaluated there
+    ("py:class", "Path"),
+    ("py:class", "nn.Module"),
+]
 
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3/", "_inventories/python.inv"),

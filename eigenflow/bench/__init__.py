@@ -16,16 +16,16 @@ the forward+backward, plus the relative Frobenius error against a float64 ``torc
 reference on the same input. Inputs are random SPD matrices of a chosen condition number made
 deterministically from a seed (:func:`make_spd`).
 
-Results are rows (dicts with :data:`COLUMNS`), written as CSV and JSON, plotted (time vs batch,
+Results are rows (dicts with ``COLUMNS``), written as CSV and JSON, plotted (time vs batch,
 time vs size, error vs time as in thesis 000, Fig. 2.3) and summarised with the speed ratios
 against ``torch.linalg.eigh`` and ``ns``. A solver that raises gives an error row; the run goes on.
 
 The package is split by concern, each module importing only those before it:
-:mod:`~eigenflow.bench.spec` (the grid), :mod:`~eigenflow.bench.inputs`,
-:mod:`~eigenflow.bench.accuracy`, :mod:`~eigenflow.bench.contenders`,
-:mod:`~eigenflow.bench.timing`, :mod:`~eigenflow.bench.reporting`,
-:mod:`~eigenflow.bench.plots`, :mod:`~eigenflow.bench.runner` and
-:mod:`~eigenflow.bench.cli` (the options and :func:`main`); :mod:`~eigenflow.bench.gradients`
+``spec`` (the grid), ``inputs``,
+``accuracy``, ``contenders``,
+``timing``, ``reporting``,
+``plots``, ``runner`` and
+``cli`` (the options and :func:`main`); ``gradients``
 is the gradient-quality report of ``--gradient-quality``. The console script imports this
 package only for ``eigenflow bench``.
 """

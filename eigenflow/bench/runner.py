@@ -86,7 +86,7 @@ def run_benchmark(
     Returns
     -------
     list of dict
-        One row per (device, dtype, cond, batch, n, op, solver, mode) with :data:`COLUMNS`.
+        One row per (device, dtype, cond, batch, n, op, solver, mode) with ``COLUMNS``.
 
     Raises
     ------

@@ -153,7 +153,7 @@ def _check_conds(_inst: Any, _attr: attrs.Attribute, value: tuple) -> None:
 
 @attrs.frozen(kw_only=True)
 class BenchSpec:
-    """What to benchmark (the defaults are :data:`QUICK_GRID` on every available device).
+    """What to benchmark (the defaults are ``QUICK_GRID`` on every available device).
 
     Attributes
     ----------

@@ -1,6 +1,6 @@
 """Run folders: one run per folder, refused, resumed or overwritten on purpose.
 
-A folder holds a run when it has one of :data:`RUN_FILES`. :func:`prepare_run_folder` refuses
+A folder holds a run when it has one of ``RUN_FILES``. :func:`prepare_run_folder` refuses
 such a folder unless ``resume`` (continue it; the options that fix the run must not change) or
 ``overwrite`` (delete the folder's contents first) is given, and records the run's options in
 ``run.json``.
@@ -36,7 +36,7 @@ RESUMABLE_PIPELINE_OPTIONS = RESUMABLE_OPTIONS | {
 
 
 def run_files(folder: Path) -> list[str]:
-    """The files of :data:`RUN_FILES` in ``folder`` (at its top level or one level down)."""
+    """The files of ``RUN_FILES`` in ``folder`` (at its top level or one level down)."""
     if not folder.is_dir():
         return []
     found = [name for name in RUN_FILES if (folder / name).exists()]

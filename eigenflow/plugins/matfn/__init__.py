@@ -489,7 +489,7 @@ class _MatFnSolver(Solver):
 
     second_order: ClassVar[bool] = True
     #: The condition number of the forward's ``A^(1/2)`` is at most that of ``A`` to this
-    #: power (:func:`sign_schedule`); 1/2 for a forward accurate on small eigenvalues.
+    #: power (``sign_schedule``); 1/2 for a forward accurate on small eigenvalues.
     root_exponent: ClassVar[float] = 0.5
 
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
