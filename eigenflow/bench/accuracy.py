@@ -65,7 +65,8 @@ def add_flags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for peers, configured variants, ``eigh`` rows and sizes above
     :data:`~eigenflow.core.solver.ENVELOPE_MAX_N`) and ``flag``: ``""``, or why the row's
     worst-matrix error ``rel_err_max`` needs a look (above the stated envelope, above
-    :data:`~eigenflow.bench.accuracy.FLAG_ERROR`, or not finite), so that ``eigenflow bench`` says so."""
+    :data:`~eigenflow.bench.accuracy.FLAG_ERROR`, or not finite), so that ``eigenflow bench``
+    says so."""
     from .. import api
     from ..core.solver import ENVELOPE_MAX_N
 

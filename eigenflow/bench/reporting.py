@@ -216,10 +216,11 @@ def format_summary(rows: list[dict[str, Any]], *, detail: bool | None = None) ->
 
     One table per (op, device, dtype, cond) of the speed-up of each solver over
     ``torch.linalg.eigh`` + autograd (eigh's fwd+bwd time / the solver's; above 1 is faster),
-    then, when ``detail`` (default: at most :data:`~eigenflow.bench.reporting.DETAIL_BLOCKS` grid points), one block per
-    grid point with the forward, backward and forward+backward times, the relative error and
-    the ratios against eigh and ``ns``, solvers sorted by forward+backward time; last, the
-    rows :func:`add_flags` flagged (error above the stated envelope or above 1e-2).
+    then, when ``detail`` (default: at most :data:`~eigenflow.bench.reporting.DETAIL_BLOCKS`
+    grid points), one block per grid point with the forward, backward and forward+backward
+    times, the relative error and the ratios against eigh and ``ns``, solvers sorted by
+    forward+backward time; last, the rows :func:`add_flags` flagged (error above the stated
+    envelope or above 1e-2).
     """
     blocks: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:

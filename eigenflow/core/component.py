@@ -202,8 +202,8 @@ class FitContext:
     seed: int = 0
 
     def require(self, field: str, traversal: str) -> Any:
-        """``getattr(self, field)``, or a :class:`~eigenflow.core.errors.ConfigError` saying that ``traversal`` needs
-        it and the caller did not give it."""
+        """``getattr(self, field)``, or a :class:`~eigenflow.core.errors.ConfigError` saying
+        that ``traversal`` needs it and the caller did not give it."""
         value = getattr(self, field)
         if value is None:
             raise ConfigError(

@@ -161,15 +161,17 @@ def pade_coefficients(
     m, n
         Numerator and denominator degrees.
     damping
-        ``0``: solve the ``n`` denominator equations exactly (:class:`~eigenflow.core.errors.ConfigError` when
-        they are singular, as for the geometric series). ``mu > 0``: Tikhonov-regularised solve
-        ``(C^T C + mu I) q = C^T b`` (see the module docstring).
+        ``0``: solve the ``n`` denominator equations exactly
+        (:class:`~eigenflow.core.errors.ConfigError` when they are singular, as for the
+        geometric series). ``mu > 0``: Tikhonov-regularised solve ``(C^T C + mu I) q = C^T b``
+        (see the module docstring).
 
     Returns
     -------
     tuple
-        ``(p, q)``, tuples of :class:`fractions.Fraction`: exact coefficients of ``P(x) = sum p_k x^k`` (``m + 1`` of them) and
-        ``Q(x) = sum q_k x^k`` with ``q_0 = 1`` (``n + 1`` of them), Eq. 3.14.
+        ``(p, q)``, tuples of :class:`fractions.Fraction`: exact coefficients of ``P(x) = sum
+        p_k x^k`` (``m + 1`` of them) and ``Q(x) = sum q_k x^k`` with ``q_0 = 1`` (``n + 1`` of
+        them), Eq. 3.14.
     """
     _check_degrees(m, n)
     if len(series) < m + n + 1:
