@@ -28,7 +28,7 @@ def matrix_polynomials(
 
     Returns
     -------
-    list of Tensor
+    list of torch.Tensor
         One ``(B, n, n)`` tensor per polynomial.
     """
     degree = max([len(c) - 1 for c in polynomials] + [0])
