@@ -596,10 +596,15 @@ class _NewtonInverse:
                 f"the best start reaches only |1 - Q S| <= {self.rho:.3g} on [{lo:.3g}, {hi:.3g}]"
             )
 
-    def iterations(self, dtype: torch.dtype) -> int:
-        """Steps for ``rho^(2^k) <= eps(dtype) / 4``."""
-        target = torch.finfo(dtype).eps / 4
+    def iterations(self, dtype: torch.dtype, target: float | None = None) -> int:
+        """Steps for ``rho^(2^k) <= target`` (default: ``eps(dtype) / 4``)."""
+        target = torch.finfo(dtype).eps / 4 if target is None else max(target, 1e-300)
         return max(0, math.ceil(math.log2(math.log(target) / math.log(self.rho))))
+
+
+# Residual |1 - P X| of the Newton-Schulz inverse that starts a polynomial refinement step:
+# the step's error is about c e^3 in e = 1 - y w, so 1e-3 leaves ~1e-9, below float32 rounding.
+_REFINED_START_RESIDUAL = 1e-3
 
 
 def _pade_polynomials(M: int, N: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -771,11 +776,13 @@ class MPALyaSolver(_MatFnSolver):
         where: str | tuple[int, int],
         denominators: tuple[str, ...],
         Z2: torch.Tensor | None,
+        target: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Callable]]:
         """``P_M(Z)``, ``Q_N(Z)`` and, per polynomial in ``denominators`` (``"P"``/``"Q"``),
         a function ``numerator -> denominator^(-1) numerator`` by the configured solve (the
         Newton-Schulz starts share the powers of ``Z``). ``where``: ``"Z"`` for the
-        approximant of ``degree``, a step degree ``[M', N']`` for the coupled steps' one."""
+        approximant of ``degree``, a step degree ``[M', N']`` for the coupled steps' one;
+        ``target``: the Newton-Schulz residual (default a quarter of the unit roundoff)."""
         method = self.solve_method
         newton = [self._newton[where, d] for d in denominators] if method == "newton" else []
         coefficients = self._coefficients if where == "Z" else self._step_coefficients[where]
@@ -785,7 +792,7 @@ class MPALyaSolver(_MatFnSolver):
         solves = {}
         for i, label in enumerate(denominators):
             if method == "newton":
-                start, iters = polys[2 + i], newton[i].iterations(Z.dtype)
+                start, iters = polys[2 + i], newton[i].iterations(Z.dtype, target)
             else:
                 start, iters = None, 0
             solves[label] = functools.partial(
@@ -796,7 +803,12 @@ class MPALyaSolver(_MatFnSolver):
     def _forward(self, A: torch.Tensor, want: str) -> ForwardResult:
         Z, s, Z2 = _normalised_with_square(A, self.config.scaling)
         if self.config.steps > 1:
-            _, Q, solve = self._solver_polynomials(Z, "Z", ("P",), Z2)
+            # A polynomial refinement step corrects any start that is a function of A: with
+            # the Newton-Schulz solve it needs only |1 - P X| <= 1e-3, which its cubic
+            # convergence takes below float32 rounding (4 Newton steps instead of 6).
+            coarse = self.step_degree_for(A.dtype)[0] == 0
+            target = _REFINED_START_RESIDUAL if coarse else None
+            _, Q, solve = self._solver_polynomials(Z, "Z", ("P",), Z2, target)
             W = solve["P"](Q)  # (A / s)^(-1/2) to [N, M] Padé accuracy
             return self._coupled_steps(A / s, W, s, want)
         needed = (("Q",) if want in (SQRT, BOTH) else ()) + (
