@@ -26,8 +26,10 @@ The package is split by concern, each module importing only those before it:
 ``timing``, ``reporting``,
 ``plots``, ``runner`` and
 ``cli`` (the options and :func:`main`); ``gradients``
-is the gradient-quality report of ``--gradient-quality``. The console script imports this
-package only for ``eigenflow bench``.
+is the gradient-quality report of ``--gradient-quality``; ``provenance`` records what produced
+a stored result (script, commit, seeds, config, versions, a fingerprint of the source it
+depends on) for every script under ``benchmarks/``. The console script imports this package
+only for ``eigenflow bench``.
 """
 
 from .accuracy import FLAG_ERROR, accuracy, add_flags, reference
