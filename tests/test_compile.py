@@ -36,9 +36,9 @@ def test_svd_pade_compiles_on_gradient_requiring_input() -> None:
     A = X @ X.mT / 20
     f = torch.compile(lambda M: s.sqrt(M, check=False).square().sum(), backend="eager")
     leaf = A.clone().requires_grad_(True)
-    start = time.perf_counter()
+    start = time.process_time()
     (traced,) = torch.autograd.grad(f(leaf), leaf)
-    assert time.perf_counter() - start < 30.0
+    assert time.process_time() - start < 30.0  # CPU seconds: a busy machine does not fail it
     (eager,) = torch.autograd.grad(s.sqrt(leaf, check=False).square().sum(), leaf)
     assert _rel(traced, eager) < 1e-6
 

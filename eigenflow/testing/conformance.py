@@ -330,8 +330,10 @@ class SolverConformance(ComponentConformance):
 
     # ------------------------------------------------------------------ torch.compile
 
-    #: Upper bound on compiling and running one solver's forward+backward (a hang detector:
-    #: tracing must never enter exact-arithmetic set-up code; issue 20).
+    #: Upper bound on the CPU time of compiling and running one solver's forward+backward (a
+    #: hang detector: tracing must never enter exact-arithmetic set-up code; issue 20). CPU
+    #: time of the process, not wall-clock, so a machine shared with other jobs does not
+    #: fail it.
     compile_seconds: ClassVar[float] = 30.0
 
     @staticmethod
@@ -357,7 +359,7 @@ class SolverConformance(ComponentConformance):
     def test_compiles_forward_and_backward(self, solver: Solver) -> None:
         """``torch.compile`` (backend ``aot_eager``, which traces the backward too) of every
         method on a gradient-requiring batch: whole-graph (``fullgraph=True``) unless the solver
-        declares a ``trace_blocker``; done within :attr:`compile_seconds`; the compiled
+        declares a ``trace_blocker``; done within :attr:`compile_seconds` of CPU time; the compiled
         gradient equals the eager one to 1e-6 relative."""
         torch._dynamo.reset()
         A = random_spd(6, 2, 2, cond=20.0, seed=12)
@@ -365,11 +367,14 @@ class SolverConformance(ComponentConformance):
         X = A.clone().requires_grad_()
         (eager,) = torch.autograd.grad(loss(X), X)
         fullgraph = solver.trace_blocker is None
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         compiled = torch.compile(loss, backend="aot_eager", fullgraph=fullgraph)
         (traced,) = torch.autograd.grad(compiled(X), X)
-        seconds = time.perf_counter() - start
-        assert seconds < self.compile_seconds, f"compiling took {seconds:.1f} s"
+        cpu = time.process_time() - start_cpu
+        wall = time.perf_counter() - start
+        assert cpu < self.compile_seconds, (
+            f"compiling took {cpu:.1f} s of CPU time ({wall:.1f} s wall-clock)"
+        )
         rel = float(torch.linalg.vector_norm(traced - eager) / torch.linalg.vector_norm(eager))
         assert rel < 1e-6, f"compiled gradient differs from eager by {rel:.2e} (relative)"
 
