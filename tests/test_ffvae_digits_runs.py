@@ -83,6 +83,11 @@ def test_tables_give_mean_and_sample_std_over_seeds_and_name_the_lowest(runs):
     assert "     - 12.0 ± 2.8" in text and "     - 12.5 ± 0.7" in text
     assert "     - -6.0 ± 1.4" in text and "     - --" in text
     assert text.index("``vae``") < text.index("``ffvae`` (supervised)")
-    assert "overall: ``vae`` (12.0)" in runs.ranking_text("digits-sequences", digits)
+    ranking = runs.ranking_text("digits-sequences", digits)
+    assert "overall: ``vae`` (12.0)" in ranking
+    assert "``ffvae`` (supervised) does not hold here: its mean error 12.5 ranks 2 of 2" in ranking
+    assert "below it: ``vae`` (12.0)" in ranking
+    digits["vae"][0]["equivariance_error"] = 20.0  # vae mean 17 > 12.5
+    assert "``ffvae`` (supervised) holds here" in runs.ranking_text("digits-sequences", digits)
     pde = runs.pde_table(digits)
     assert "``vae`` (update set to 0)" in pde and "     - 10.0 ± 1.4" in pde

@@ -235,3 +235,76 @@ def test_bad_options_name_the_option_and_value(name, option, value, allowed):
         ef.create("model", name, **{option: value})
     assert repr(value) in str(info.value) or str(value) in str(info.value)
     assert allowed in str(info.value)
+
+
+# --------------------------------------------------------------------------- ffvae-digits
+
+
+class _Steps(torch.utils.data.Dataset):
+    """Sequences whose first two pixels move by known steps: k = 0 by (+0.3, +0.1) per
+    frame, k = 1 by (0, -0.2); the rest stays."""
+
+    num_transforms = 2
+
+    def __init__(self):
+        self.items = []
+        for i in range(6):
+            k = i % 2
+            step = torch.tensor([0.3, 0.1]) if k == 0 else torch.tensor([0.0, -0.2])
+            x = torch.zeros(4, 1, 2, 2)
+            x.view(4, -1)[:, :2] = torch.arange(4.0)[:, None] * step + i
+            self.items.append({"x": x, "k": torch.tensor(k)})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_axis_steps_keep_the_largest_mean_change_of_each_transformation():
+    from eigenflow.plugins.models.pipelines import axis_path, latent_axis_steps
+
+    model = ef.create("model", "vae", input_shape=[1, 2, 2], latent_dim=3, hidden=4)
+    model.posterior_mean = lambda x: x.flatten(1)[:, :3]  # a known encoder: the first pixels
+    steps = latent_axis_steps(model, _Steps(), torch.device("cpu"), limit=6)
+    expected = torch.tensor([[0.3, 0.0, 0.0], [0.0, -0.2, 0.0]])
+    torch.testing.assert_close(steps, expected)
+    path = axis_path(torch.zeros(2, 3), torch.tensor([1, 0]), steps, 2)
+    torch.testing.assert_close(path[0, :, 1], torch.tensor([0.0, -0.2, -0.4]))
+    torch.testing.assert_close(path[1, :, 0], torch.tensor([0.0, 0.3, 0.6]))
+
+
+def test_comparison_pipeline_runs_the_baselines_on_shapes3d_lite(tmp_path):
+    spec = {
+        "pipeline": "ffvae-digits",
+        "data": "shapes3d-lite",
+        "models": ["vae", "factor-vae", "slow-vae", "ffvae"],
+        "seeds": [0],
+        "steps": 2,
+        "batch_size": 8,
+        "n_sequences": 16,
+        "length": 4,
+        "latent_dim": 3,
+        "eval_items": 16,
+        "iw_samples": 2,
+        "axis_sequences": 16,
+        "vp_pairs": 40,
+        "vp_epochs": 2,
+        "figures": False,
+        "model_options": {"factor-vae": {"disc_hidden": 8, "disc_layers": 1}},
+    }
+    result = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)
+    summary = result["stages"][0]["result"]["summary"]
+    names = ("floor_hue", "wall_hue", "object_hue", "scale")
+    for model in spec["models"]:
+        row = summary[model]
+        for key in ("equivariance_error", "log_likelihood", "vp[vp@10%]", "vp[vp@1%]"):
+            assert math.isfinite(row[key]["mean"]), (model, key)
+        assert all(f"equivariance_error[{n}]" in row for n in names)
+        assert ("equivariance_error_zero" in row) == (model != "ffvae")
+    with pytest.raises(ef.PipelineSpecError, match="data"):
+        ef.Pipeline.from_config({**spec, "data": "mnist"})
+    bad = {**spec, "model_options": {"factorvae": {}}}
+    with pytest.raises(ef.ConfigError, match="factorvae"):
+        ef.Pipeline.from_config(bad).run(out=tmp_path / "bad", quiet=True)
