@@ -20,10 +20,11 @@ def runs():
 
 
 def test_job_command_puts_the_table_settings_before_the_users(runs, tmp_path):
-    command = runs.job_command(2, "ffvae", tmp_path, ["steps=10"])
+    command = runs.job_command(2, "ffvae", tmp_path, ["steps=10"], "shapes3d-lite")
     sets = [command[i + 1] for i, word in enumerate(command) if word == "--set"]
-    assert sets[:2] == ["seeds=[2]", 'models=["ffvae"]']
-    assert sets.index("steps=6000") < sets.index("steps=10")  # the later one wins
+    assert sets[:3] == ["data=shapes3d-lite", "seeds=[2]", 'models=["ffvae"]']
+    assert "length=8" in sets
+    assert sets.index("steps=300") < sets.index("steps=10")  # the later one wins
     assert command[-3:] == ["--out", str(tmp_path), "--quiet"]
 
 
@@ -59,3 +60,34 @@ def test_summarise_runs_gives_mean_std_and_target_ratios():
     text = results_markdown(table)
     assert "| vae | 3.00 +- 1.00 | -11.00 +- 1.00 | - | - |" in text
     assert "ffvae_over_vae_equivariance: 0.500" in text
+
+
+def test_tables_give_mean_and_sample_std_over_seeds_and_name_the_lowest(runs):
+    digits = {
+        "vae": [
+            {"seed": 0, "equivariance_error": 10.0, "equivariance_error_zero": 9.0},
+            {"seed": 1, "equivariance_error": 14.0, "equivariance_error_zero": 11.0},
+        ],
+        "ffvae": [
+            {"seed": 0, "equivariance_error": 12.0, "log_likelihood": -5.0},
+            {"seed": 1, "equivariance_error": 13.0, "log_likelihood": -7.0},
+        ],
+    }
+    for rows in digits.values():
+        for row in rows:
+            for t in ("rotation", "scaling", "colouring"):
+                row[f"equivariance_error[{t}]"] = row["equivariance_error"]
+                row[f"equivariance_error_zero[{t}]"] = row.get("equivariance_error_zero", 0.0)
+    text = runs.comparison_table("digits-sequences", digits)
+    # vae: mean 12, sample std sqrt(8) = 2.83; ffvae: 12.5 +- 0.71, log p -6 +- 1.41
+    assert "     - 12.0 ± 2.8" in text and "     - 12.5 ± 0.7" in text
+    assert "     - -6.0 ± 1.4" in text and "     - --" in text
+    assert text.index("``vae``") < text.index("``ffvae`` (supervised)")
+    ranking = runs.ranking_text("digits-sequences", digits)
+    assert "overall: ``vae`` (12.0)" in ranking
+    assert "``ffvae`` (supervised) does not hold here: its mean error 12.5 ranks 2 of 2" in ranking
+    assert "below it: ``vae`` (12.0)" in ranking
+    digits["vae"][0]["equivariance_error"] = 20.0  # vae mean 17 > 12.5
+    assert "``ffvae`` (supervised) holds here" in runs.ranking_text("digits-sequences", digits)
+    pde = runs.pde_table(digits)
+    assert "``vae`` (update set to 0)" in pde and "     - 10.0 ± 1.4" in pde

@@ -28,7 +28,7 @@ from eigenflow.plugins.models.kl import (
 )
 
 D64 = torch.float64
-MODELS = ["vae", "beta-vae", "beta-vae-fullcov", "pde-vae", "ffvae"]
+MODELS = ["vae", "beta-vae", "beta-vae-fullcov", "pde-vae", "ffvae", "factor-vae", "slow-vae"]
 
 
 def _random_tril(b: int, d: int, gen: torch.Generator) -> torch.Tensor:

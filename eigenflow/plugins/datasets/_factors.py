@@ -11,7 +11,32 @@ import numpy as np
 from ...core.errors import ConfigError
 from ._base import split_rng
 
-__all__ = ["check_sequence_factors", "sample_factor_classes", "sample_factor_values"]
+__all__ = [
+    "SequenceFactorsMixin",
+    "check_sequence_factors",
+    "sample_factor_classes",
+    "sample_factor_values",
+]
+
+
+class SequenceFactorsMixin:
+    """``num_transforms`` and ``transform_names`` of a factor dataset made of sequences (the
+    attributes the runtime and the sequence pipelines look for, as on ``digits-sequences``);
+    a dataset of single images has neither (reading them raises ``AttributeError``)."""
+
+    @property
+    def num_transforms(self) -> int:
+        """Number of transformations K: the factors sequences move along (``k`` in
+        ``0..K-1``)."""
+        return len(self.transform_names)
+
+    @property
+    def transform_names(self) -> tuple[str, ...]:
+        """The factor each label ``k`` moves (``sequence_factors``)."""
+        cfg = self.config  # type: ignore[attr-defined]
+        if cfg.sequence_length is None:
+            raise AttributeError("a dataset of single images has no transformations")
+        return tuple(cfg.sequence_factors)
 
 
 def check_sequence_factors(

@@ -266,6 +266,11 @@ class DigitsSequences(GeneratedDataset):
         """Number of transformations K (labels ``k`` are in ``0..K-1``)."""
         return len(self.config.transforms)
 
+    @property
+    def transform_names(self) -> tuple[str, ...]:
+        """The transformation each label ``k`` stands for (``transforms``)."""
+        return tuple(self.config.transforms)
+
     def transform_steps(self) -> torch.Tensor:
         """``(K, 3)`` change of ``[angle, scale, hue]`` per frame for each transformation."""
         cfg = self.config

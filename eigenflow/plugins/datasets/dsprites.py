@@ -13,7 +13,7 @@ import torch
 
 from ...core.config import config, integer, option, optional
 from ._base import GeneratedDataset, GeneratedDatasetConfig
-from ._factors import check_sequence_factors, sample_factor_values
+from ._factors import SequenceFactorsMixin, check_sequence_factors, sample_factor_values
 
 __all__ = ["DSprites", "DSpritesConfig", "dsprites_factor_values", "render_sprites"]
 
@@ -165,7 +165,7 @@ def render_sprites(
     return masks
 
 
-class DSprites(GeneratedDataset):
+class DSprites(SequenceFactorsMixin, GeneratedDataset):
     """Procedural dSprites: binary images of a square, an ellipse or a heart.
 
     Items are dicts with ``x`` ``(1, H, W)`` float32 in ``{0, 1}``, ``factors`` ``(5,)``

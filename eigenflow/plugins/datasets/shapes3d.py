@@ -18,7 +18,7 @@ from ._base import (
     pixel_centres,
     to_uint8,
 )
-from ._factors import check_sequence_factors, sample_factor_values
+from ._factors import SequenceFactorsMixin, check_sequence_factors, sample_factor_values
 
 __all__ = ["Shapes3DLite", "Shapes3DLiteConfig", "render_scenes"]
 
@@ -192,7 +192,7 @@ def render_scenes(
     return rgb.clamp(0, 1)
 
 
-class Shapes3DLite(GeneratedDataset):
+class Shapes3DLite(SequenceFactorsMixin, GeneratedDataset):
     """Procedural Shapes3D-like scenes with floor, wall and object hue, object scale and
     shape.
 

@@ -14,12 +14,14 @@ import torch
 from ...core.component import PipelineBase, RunContext
 from ...core.config import (
     ComponentRef,
+    boolean,
     component_option,
     config,
     floating,
     integer,
     one_of,
     option,
+    optional,
     options_dict,
     validate_options,
 )
@@ -204,11 +206,24 @@ def evaluate_model(
 # --------------------------------------------------------------------------- ffvae-digits
 
 
+#: (row name, registered model, fixed options); the first three are the default ``models``
 _VARIANTS = (
     ("vae", "vae", {}),
     ("ffvae", "ffvae", {"supervision": "supervised"}),
     ("ffvae-weak", "ffvae", {"supervision": "weak"}),
+    ("beta-vae", "beta-vae", {}),
+    ("factor-vae", "factor-vae", {}),
+    ("slow-vae", "slow-vae", {}),
+    ("pde-vae", "pde-vae", {}),
 )
+_DEFAULT_MODELS = ("vae", "ffvae", "ffvae-weak")
+
+#: data-specific defaults of the option ``dataset`` (digits: the dataset's per-frame steps
+#: kept over T = 9 steps)
+_DATA_DEFAULTS = {
+    "digits-sequences": {"rotation_range": 120.0, "scale_range": 0.6, "hue_range": 0.6},
+    "shapes3d-lite": {},
+}
 
 
 def _check_models(attribute: Any, value: Any) -> None:
@@ -244,9 +259,16 @@ class FFVAEDigitsConfig:
         validator=lambda _i, a, v: _check_seeds(a, v),
     )
     models: list = option(
-        factory=lambda: [name for name, _, _ in _VARIANTS],
-        help="which of 'vae', 'ffvae' and 'ffvae-weak' to train (all by default)",
+        factory=lambda: list(_DEFAULT_MODELS),
+        help="which models to train: 'vae', 'ffvae', 'ffvae-weak' (the default three) and the "
+        "baselines 'beta-vae', 'factor-vae', 'slow-vae', 'pde-vae'",
         validator=lambda _i, a, v: _check_models(a, v),
+    )
+    data: str = option(
+        "digits-sequences",
+        validator=one_of(list(_DATA_DEFAULTS)),
+        help="the sequences: 'digits-sequences' (rotation, scaling, colouring) or "
+        "'shapes3d-lite' (floor, wall and object hue, scale)",
     )
     steps: int = option(1000, validator=integer(1), help="optimiser steps per model")
     batch_size: int = option(32, validator=integer(1), help="sequences per batch")
@@ -294,11 +316,33 @@ class FFVAEDigitsConfig:
     iw_samples: int = option(
         50, validator=integer(1), help="importance samples of the log-likelihood"
     )
-    dataset: dict = option(
-        factory=lambda: {"rotation_range": 120.0, "scale_range": 0.6, "hue_range": 0.6},
+    dataset: dict | None = option(
+        None,
+        validator=optional(options_dict()),
+        help="more options of the dataset 'data' (None: for digits-sequences the dataset's "
+        "per-frame steps kept over T = 9 steps, rotation_range 120, scale_range 0.6, hue_range "
+        "0.6; for shapes3d-lite its defaults)",
+    )
+    model_options: dict = option(
+        factory=dict,
         validator=options_dict(),
-        help="more digits-sequences options (default: the dataset's per-frame steps kept over "
-        "T = 9 steps)",
+        help="options per model row, e.g. {'factor-vae': {'disc_hidden': 64}} (applied last)",
+    )
+    axis_sequences: int = option(
+        256,
+        validator=integer(1),
+        help="training sequences from which a model without a latent flow gets the latent "
+        "step of each transformation (its equivariance path and VP directions)",
+    )
+    vp_pairs: int = option(
+        0,
+        validator=integer(0),
+        help="image pairs of the VP score of each model's K transformation directions (0: no "
+        "VP score)",
+    )
+    vp_epochs: int = option(60, validator=integer(1), help="epochs of the VP classifier")
+    figures: bool = option(
+        True, validator=boolean(), help="write traversal, switching and superposition figures"
     )
 
 
@@ -315,36 +359,71 @@ def _check_seeds(attribute: Any, value: Any) -> None:
 
 
 class FFVAEDigitsPipeline(PipelineBase):
-    """Train ``vae``, ``ffvae`` and weakly supervised ``ffvae`` on ``digits-sequences`` for
-    each seed; write metrics, a table, traversal grids and switching/superposition figures."""
+    """Train ``vae``, ``ffvae`` and weakly supervised ``ffvae`` (and, by option, the baselines
+    ``beta-vae``, ``factor-vae``, ``slow-vae``, ``pde-vae``) on ``digits-sequences`` or
+    ``shapes3d-lite`` for each seed; write metrics, a table, traversal grids and
+    switching/superposition figures.
+
+    Measured per model: the test loss terms, the log-likelihoods, the equivariance error
+    (Eq. 4.15) overall and per transformation, and with ``vp_pairs > 0`` the VP score of its K
+    transformation directions. A model with a latent flow (``ffvae``, ``pde-vae``) moves its
+    code by potential ``k``. A model without one moves the single latent coordinate that
+    transformation ``k`` changes most, by its mean change per frame, both read off the
+    encoder means of ``axis_sequences`` labelled training sequences (the "axis" path: what a
+    disentangled baseline offers as the latent counterpart of ``k``); such a model's
+    ``equivariance_error_zero`` is the error with the update set to 0 (thesis 000,
+    Table 4.11's baseline).
+    """
 
     Config = FFVAEDigitsConfig
-    source = "thesis 000 Sec. 4.6.3-4.6.4; seed 004 (result tables)"
+    source = "thesis 000 Sec. 4.6.3-4.6.4, Tables 4.10-4.11; seed 004 (Tables 1-2, 5-6)"
+
+    def _datasets(self) -> tuple[Any, Any]:
+        cfg = self.config
+        extra = _DATA_DEFAULTS[cfg.data] if cfg.dataset is None else cfg.dataset
+        if cfg.data == "digits-sequences":
+            sizes = {"n_sequences": cfg.n_sequences, "length": cfg.length}
+            test_sizes = {"n_sequences": max(cfg.eval_items, 16)}
+        else:
+            sizes = {"n_samples": cfg.n_sequences, "sequence_length": cfg.length}
+            test_sizes = {"n_samples": max(cfg.eval_items, 16)}
+        data = ComponentRef(cfg.data, {**sizes, **extra}, "dataset")
+        test = attrs.evolve(data, options={**data.options, "split": "test", **test_sizes})
+        return data.build(), test.build()
+
+    def _model_options(self, name: str, model_name: str, extra: dict[str, Any]) -> dict:
+        cfg = self.config
+        opts = {
+            "latent_dim": cfg.latent_dim,
+            "architecture": cfg.architecture,
+            "conv_width": cfg.conv_width,
+            **extra,
+        }
+        if model_name in ("ffvae", "pde-vae"):
+            opts["laplacian"] = cfg.laplacian
+        if model_name == "ffvae":
+            opts["flow_kl"] = cfg.flow_kl
+            if extra.get("supervision") == "weak":
+                opts["k_amortisation"] = cfg.k_amortisation
+                opts["k_inference"] = cfg.k_inference
+        return {**opts, **cfg.model_options.get(name, {})}
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.config
-        data_opts = {"n_sequences": cfg.n_sequences, "length": cfg.length, **cfg.dataset}
-        data = ComponentRef("digits-sequences", data_opts, "dataset")
-        train_set = data.build()
-        test_opts = {**data_opts, "split": "test", "n_sequences": max(cfg.eval_items, 16)}
-        test_set = attrs.evolve(data, options=test_opts).build()
+        unknown = sorted(set(cfg.model_options) - {name for name, _, _ in _VARIANTS})
+        if unknown:
+            raise ConfigError(
+                f"option 'model_options': unknown model rows {unknown}; expected names from "
+                f"{[name for name, _, _ in _VARIANTS]}"
+            )
+        train_set, test_set = self._datasets()
         variants = [v for v in _VARIANTS if v[0] in cfg.models]
         runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
+        tag = f"[ffvae-digits {cfg.data}]"
         for seed in cfg.seeds:
             for name, model_name, extra in variants:
                 torch.manual_seed(seed)
-                opts = {
-                    "latent_dim": cfg.latent_dim,
-                    "architecture": cfg.architecture,
-                    "conv_width": cfg.conv_width,
-                    **extra,
-                }
-                if model_name == "ffvae":
-                    opts["laplacian"] = cfg.laplacian
-                    opts["flow_kl"] = cfg.flow_kl
-                    if extra.get("supervision") == "weak":
-                        opts["k_amortisation"] = cfg.k_amortisation
-                        opts["k_inference"] = cfg.k_inference
+                opts = self._model_options(name, model_name, extra)
                 model = build_model(ComponentRef(model_name, {}, "model"), train_set, **opts)
                 model = model.to(ctx.device)
                 tcfg = TrainConfig.for_run(
@@ -358,47 +437,148 @@ class FFVAEDigitsPipeline(PipelineBase):
                     checkpoint_every=0,
                 )
                 run_dir = ctx.out_dir / f"seed{seed}" / name
-                ctx.log(f"[ffvae-digits] seed {seed}: training {name}")
+                ctx.log(f"{tag} seed {seed}: training {name}")
                 summary = Trainer(model, train_set, tcfg, out_dir=run_dir, device=ctx.device).fit()
-                metrics = evaluate_model(
-                    model, test_set, ctx.device, cfg.eval_items, cfg.iw_samples
-                )
+                metrics = self._measure(model, train_set, test_set, seed, ctx.device)
                 metrics["train_seconds"] = summary["seconds"]
-                metrics.update(_per_transform_error(model, test_set, ctx.device, cfg.eval_items))
                 runs[name].append({"seed": seed, **metrics})
                 atomic_write_json(run_dir / "metrics.json", metrics)
                 ctx.log(
-                    f"[ffvae-digits] seed {seed} {name}: equivariance "
+                    f"{tag} seed {seed} {name}: equivariance "
                     f"{metrics['equivariance_error']:.2f}, log-likelihood "
                     f"{metrics['log_likelihood']:.2f}"
                 )
-                if seed == cfg.seeds[0]:
-                    _figures(model, name, test_set, ctx.out_dir, ctx.device)
+                if cfg.figures and seed == cfg.seeds[0]:
+                    steps_table = latent_axis_steps(model, train_set, ctx.device, 64)
+                    _figures(model, name, test_set, ctx.out_dir, ctx.device, steps_table)
         table = _summarise(runs)
         atomic_write_json(ctx.out_dir / "metrics.json", {"runs": runs, "summary": table})
         atomic_write_bytes(ctx.out_dir / "results.md", _markdown(table).encode())
         ctx.log(_markdown(table))
         return {"summary": table, "out": str(ctx.out_dir)}
 
+    def _measure(
+        self, model: Any, train_set: Any, test_set: Any, seed: int, device: torch.device
+    ) -> dict[str, float]:
+        cfg = self.config
+        metrics = evaluate_model(model, test_set, device, cfg.eval_items, cfg.iw_samples)
+        steps_table = None
+        if not model.num_potentials:
+            steps_table = latent_axis_steps(model, train_set, device, cfg.axis_sequences)
+            zero = torch.zeros_like(steps_table)  # the update set to 0 (Table 4.11)
+            errors = _per_transform_error(model, test_set, device, cfg.eval_items, zero)
+            metrics.update({k.replace("error", "error_zero"): v for k, v in errors.items()})
+        metrics.update(_per_transform_error(model, test_set, device, cfg.eval_items, steps_table))
+        if cfg.vp_pairs:
+            metrics.update(_vp_scores(model, steps_table, cfg.vp_pairs, cfg.vp_epochs, seed))
+        return metrics
+
+
+@torch.no_grad()
+def latent_axis_steps(
+    model: Any, dataset: Any, device: torch.device, limit: int
+) -> torch.Tensor | None:
+    """``(K, d)``: for each transformation ``k``, the mean per-frame change of the encoder
+    mean on the labelled sequences of ``dataset`` (the first ``limit``), kept on its largest
+    coordinate only; ``None`` for a model with a latent flow (it has its own).
+
+    A transformation no sequence shows gets a zero step.
+    """
+    if model.num_potentials:
+        return None
+    model.eval()
+    num = int(dataset.num_transforms)
+    sums = torch.zeros(num, model.latent_dim, dtype=torch.float64, device=device)
+    counts = torch.zeros(num, dtype=torch.float64, device=device)
+    for x, k in _batches(dataset, 64, limit, device):
+        mu = model.posterior_mean(x.reshape(-1, *model.input_shape)).view(
+            x.shape[0], -1, sums.shape[1]
+        )
+        per_seq = (mu[:, 1:] - mu[:, :-1]).mean(1).double()
+        sums.index_add_(0, k, per_seq)
+        counts.index_add_(0, k, torch.ones_like(k, dtype=torch.float64))
+    mean = sums / counts.clamp_min(1.0)[:, None]
+    axis = mean.abs().argmax(-1, keepdim=True)
+    steps = torch.zeros_like(mean).scatter_(1, axis, mean.gather(1, axis))
+    return steps.to(next(model.parameters()).dtype)
+
+
+def axis_path(z0: torch.Tensor, k: torch.Tensor, steps_table: torch.Tensor, steps: int):
+    """``(B, steps+1, d)``: ``z_t = z_0 + t * steps_table[k]``."""
+    t = torch.arange(steps + 1, dtype=z0.dtype, device=z0.device)
+    return z0[:, None] + t[None, :, None] * steps_table[k][:, None]
+
+
+class _Directions:
+    """A model's K transformation directions as a traversal (``traverse(z0, k, steps) ->
+    (steps+1, B, d)``) for ``vp-score``: its potential ``k``, or its axis step ``k``."""
+
+    def __init__(self, model: Any, steps_table: torch.Tensor | None):
+        self.model, self.steps_table = model, steps_table
+        self.num_directions = (
+            model.num_potentials if steps_table is None else int(steps_table.shape[0])
+        )
+
+    def traverse(self, z0: torch.Tensor, k: int, steps: int) -> torch.Tensor:
+        if self.steps_table is None:
+            w = torch.zeros(z0.shape[0], self.num_directions, dtype=z0.dtype, device=z0.device)
+            w[:, k] = 1.0
+            return self.model.traverse(z0, w, steps)
+        labels = torch.full((z0.shape[0],), k, dtype=torch.long, device=z0.device)
+        return axis_path(z0, labels, self.steps_table, steps).transpose(0, 1)
+
+
+def _vp_scores(
+    model: Any, steps_table: torch.Tensor | None, pairs: int, epochs: int, seed: int
+) -> dict[str, float]:
+    """VP scores (%) of the model's transformation directions (seed 004, Tables 5-6)."""
+    model.eval()
+    metric = _metric("vp-score", num_pairs=pairs, epochs=epochs, seed=seed)
+    device = next(model.parameters()).device
+    out = metric.compute(
+        model.decode, _Directions(model, steps_table), model.latent_dim, device=device
+    )
+    return {f"vp[{key}]": 100.0 * value for key, value in out.items() if key != "chance"}
+
 
 @torch.no_grad()
 def _per_transform_error(
-    model: Any, dataset: Any, device: torch.device, limit: int
+    model: Any,
+    dataset: Any,
+    device: torch.device,
+    limit: int,
+    steps_table: torch.Tensor | None = None,
 ) -> dict[str, float]:
+    """The equivariance error overall (``equivariance_error``) and per transformation: the
+    model's flow, or the axis path of ``steps_table``."""
     sums: dict[int, list[float]] = {}
+    metric = _metric("equivariance-error")
     for x, k in _batches(dataset, 64, limit, device):
-        err = _metric("equivariance-error").per_sequence(x, model=model, k=k)
+        path = None
+        if steps_table is not None:
+            z0 = model.posterior_mean(x[:, 0])
+            path = axis_path(z0, k, steps_table, x.shape[1] - 1)
+        err = metric.per_sequence(x, model=model, k=k, z_path=path)
         for kk, e in zip(k.tolist(), err.tolist()):
             sums.setdefault(kk, []).append(e)
-    names = dataset.config.transforms
-    return {f"equivariance_error[{names[kk]}]": float(np.mean(v)) for kk, v in sorted(sums.items())}
+    names = dataset.transform_names
+    out = {f"equivariance_error[{names[kk]}]": float(np.mean(v)) for kk, v in sorted(sums.items())}
+    out["equivariance_error"] = float(np.mean([e for v in sums.values() for e in v]))
+    return out
 
 
 @torch.no_grad()
 def _figures(
-    model: Any, name: str, dataset: Any, out_dir: Path, device: torch.device, n: int = 4
+    model: Any,
+    name: str,
+    dataset: Any,
+    out_dir: Path,
+    device: torch.device,
+    steps_table: torch.Tensor | None = None,
+    n: int = 4,
 ) -> None:
-    """Traversal grids (every potential from the same x_0), switching and superposition."""
+    """Traversal grids (every potential, or axis step, from the same x_0), switching and
+    superposition."""
     model.eval()
     items = torch.utils.data.default_collate([dataset[i] for i in range(n)])
     x, k = unpack_batch(items)
@@ -406,16 +586,14 @@ def _figures(
     steps = x.shape[1] - 1
     z0 = model.posterior_mean(x[:, 0])
     rows = [x[0]]
-    num = max(model.num_potentials, 1)
-    for j in range(num):
-        w = None
-        if model.num_potentials:
-            w = torch.zeros(1, num, device=device, dtype=z0.dtype)
-            w[0, j] = 1.0
-        rows.append(model.decode(model.traverse(z0[:1], w, steps))[:, 0])
+    directions = _Directions(model, steps_table)
+    with torch.enable_grad():
+        for j in range(directions.num_directions):
+            rows.append(model.decode(directions.traverse(z0[:1], j, steps).detach())[:, 0])
     write_png(out_dir / f"traversal_{name}.png", image_grid(torch.stack(rows)))
     if not model.num_potentials:
         return
+    num = model.num_potentials
     half = steps // 2
     switch_rows = []
     for a in range(num):
