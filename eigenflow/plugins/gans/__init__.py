@@ -6,7 +6,9 @@ Registered components:
 - model ``dcgan`` (:mod:`.model`): DCGAN-style generator and discriminator, hinge or
   non-saturating loss, optional mapping network;
 - metric ``frechet-distance`` (:mod:`.frechet`): Fréchet distance between Gaussian fits of the
-  features of a classifier trained locally on the dataset (not the Inception FID).
+  features of a classifier trained locally on the dataset (not the Inception FID);
+- pipeline ``gan-orth`` (:mod:`.orth`): the generator trained plain and with orthogonality
+  constraints on its first layer (thesis 000, Sec. 4.3.3).
 """
 
 from ...registry import hookimpl
@@ -29,6 +31,9 @@ __all__ = [
 
 @hookimpl
 def eigenflow_register(registry):
-    """Registers the GAN model and its metric."""
+    """Registers the GAN model, its metric and its pipeline."""
+    from .orth import GanOrth
+
     registry.add("model", DCGAN, name="dcgan")
     registry.add("metric", FrechetDistance, name="frechet-distance")
+    registry.add("pipeline", GanOrth, name="gan-orth")
