@@ -179,7 +179,7 @@ class BatchSource(Protocol):
     def batch(self, step: int) -> Any: ...
 
 
-def _param_tuple(value: Any) -> tuple[nn.Parameter, ...]:
+def _param_tuple(value: Any) -> tuple[torch.Tensor, ...]:
     return tuple(value)
 
 
@@ -209,7 +209,7 @@ class UpdatePhase:
     """
 
     name: str
-    params: tuple[nn.Parameter, ...] = attrs.field(converter=_param_tuple)
+    params: tuple[torch.Tensor, ...] = attrs.field(converter=_param_tuple)
     lr_scale: float = 1.0
     betas: tuple[float, float] | None = None
 
@@ -565,7 +565,7 @@ class Trainer:
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
-        """The optimiser of a one-optimiser model (see :attr:`optimizers` for phased ones)."""
+        """The optimiser of a one-optimiser model (``optimizers[name]`` for phased ones)."""
         if self.phases is not None:
             raise ConfigError(
                 f"Trainer.optimizer: the model has update phases "
