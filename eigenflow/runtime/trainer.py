@@ -22,6 +22,12 @@ for a fixed number of optimiser steps, configured by :class:`TrainConfig`:
   state whose loss was finite, taken before the update that diverged;
 - optional gradient clipping by global norm, and mixed precision on CUDA (``amp="bf16"`` or
   ``"fp16"`` with a gradient scaler; a no-op on CPU);
+- a model may declare alternating updates (a GAN's discriminator and generator steps) with
+  ``update_phases() -> [UpdatePhase(name, params, ...)]`` and ``loss(batch, phase=name)``:
+  one engine step then runs every phase in order, each with its own optimiser (and
+  scheduler), only that phase's parameters trainable, its own gradient clipping and finite
+  checks; logged terms are ``<phase>_<term>`` and ``loss`` is the sum of the phase losses
+  (see :class:`UpdatePhase`);
 - launched by ``torchrun`` (``WORLD_SIZE > 1``), the model is wrapped in
   ``DistributedDataParallel`` (gloo on CPU, NCCL on CUDA), each process takes
   ``batch_size / world_size`` items of the same global batch, logged values are averaged
@@ -58,8 +64,10 @@ __all__ = [
     "RandomBatches",
     "TrainConfig",
     "Trainer",
+    "UpdatePhase",
     "capture_rng",
     "distributed_env",
+    "model_phases",
     "restore_rng",
 ]
 
@@ -171,6 +179,73 @@ class BatchSource(Protocol):
     def batch(self, step: int) -> Any: ...
 
 
+def _param_tuple(value: Any) -> tuple[nn.Parameter, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class UpdatePhase:
+    """One update of an alternating training step (e.g. a GAN's discriminator step, then its
+    generator step).
+
+    A model declares its phases with ``update_phases() -> list[UpdatePhase]`` (in the order
+    they run) and computes each phase's objective with ``loss(batch, phase=name)``, a dict
+    whose ``"loss"`` entry is what that phase's optimiser minimises. The :class:`Trainer`
+    builds one optimiser (and scheduler) per phase from its :class:`TrainConfig`, with the
+    learning rate ``lr * lr_scale`` and, for Adam/AdamW, ``betas`` when given; during a
+    phase only its parameters require gradients.
+
+    Attributes
+    ----------
+    name
+        Lowercase name of the phase, unique in the model (``"d"``, ``"g"``); prefixes the
+        logged terms (``d_loss``).
+    params
+        The parameters this phase updates (disjoint from the other phases').
+    lr_scale
+        Factor on the configured learning rate (two time-scale updates).
+    betas
+        Adam's ``(beta1, beta2)`` for this phase (``None``: torch's default).
+    """
+
+    name: str
+    params: tuple[nn.Parameter, ...] = attrs.field(converter=_param_tuple)
+    lr_scale: float = 1.0
+    betas: tuple[float, float] | None = None
+
+
+def model_phases(model: nn.Module) -> list[UpdatePhase] | None:
+    """The alternating updates ``model`` declares (``None`` for a one-optimiser model),
+    checked: unique names, at least one parameter each, no parameter in two phases."""
+    declare = getattr(model, "update_phases", None)
+    if not callable(declare):
+        return None
+    phases = list(declare())
+    if not phases or not all(isinstance(p, UpdatePhase) for p in phases):
+        raise ConfigError(
+            f"{type(model).__name__}.update_phases() must return a non-empty list of "
+            f"UpdatePhase, got {phases!r}"
+        )
+    names = [p.name for p in phases]
+    if len(set(names)) != len(names) or not all(n and n.islower() for n in names):
+        raise ConfigError(
+            f"{type(model).__name__}.update_phases(): expected unique lowercase phase names, "
+            f"got {names!r}"
+        )
+    seen: set[int] = set()
+    for phase in phases:
+        ids = {id(p) for p in phase.params}
+        if not ids:
+            raise ConfigError(f"update phase {phase.name!r} has no parameters")
+        if ids & seen:
+            raise ConfigError(
+                f"update phase {phase.name!r} shares parameters with an earlier phase; "
+                "each parameter belongs to one phase"
+            )
+        seen |= ids
+    return phases
+
+
 # --------------------------------------------------------------------------- RNG states
 
 
@@ -239,8 +314,10 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
-        return self.model.loss(batch)
+    def forward(self, batch: Any, phase: str | None = None) -> dict[str, torch.Tensor]:
+        if phase is None:
+            return self.model.loss(batch)
+        return self.model.loss(batch, phase=phase)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -267,13 +344,31 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def _build_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+def _build_optimizer(
+    cfg: TrainConfig, params: Any, phase: UpdatePhase | None = None
+) -> torch.optim.Optimizer:
+    lr = cfg.lr * (phase.lr_scale if phase is not None else 1.0)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    extra = {"betas": tuple(phase.betas)} if phase is not None and phase.betas else {}
+    return cls(params, lr=lr, weight_decay=cfg.weight_decay, **extra)
+
+
+class _TrainableOnly:
+    """Within the block only ``keep`` (of ``params``) require gradients; restored after."""
+
+    def __init__(self, params: list[nn.Parameter], keep: tuple[nn.Parameter, ...]):
+        keep_ids = {id(p) for p in keep}
+        self.frozen = [p for p in params if p.requires_grad and id(p) not in keep_ids]
+
+    def __enter__(self) -> None:
+        for p in self.frozen:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc: Any) -> None:
+        for p in self.frozen:
+            p.requires_grad_(True)
 
 
 class DatasetBatches:
@@ -356,11 +451,12 @@ class RandomBatches:
 
 
 class _Diverged(Exception):
-    """A non-finite loss term (``at="loss"``) or gradient norm (``at="grad"``)."""
+    """A non-finite loss term (``at="loss"``) or gradient norm (``at="grad"``); ``first``:
+    found before any update of the step (in its first phase)."""
 
-    def __init__(self, at: str, bad: list[str]):
+    def __init__(self, at: str, bad: list[str], first: bool = True):
         super().__init__(at)
-        self.at, self.bad = at, bad
+        self.at, self.bad, self.first = at, bad, first
 
 
 class Trainer:
@@ -437,17 +533,24 @@ class Trainer:
         self.checkpoint_path = None if self.store is None else self.store.path(0)
         self.last_checkpoint_step: int | None = None
         self.resumed_from: Path | None = None
+        #: the model's alternating updates (:class:`UpdatePhase`), ``None`` for one optimiser
+        self.phases = model_phases(self.model)
         wrapper = _LossModule(self.model)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapper = nn.parallel.DistributedDataParallel(wrapper, device_ids=ids)
+            wrapper = nn.parallel.DistributedDataParallel(
+                wrapper, device_ids=ids, find_unused_parameters=self.phases is not None
+            )
         self.wrapper = wrapper
-        self.optimizer = _build_optimizer(config, self.model.parameters())
-        self.scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
+        if self.phases is None:
+            self.optimizers = {"": _build_optimizer(config, self.model.parameters())}
+        else:
+            self.optimizers = {p.name: _build_optimizer(config, p.params, p) for p in self.phases}
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps)
+            for name, opt in self.optimizers.items()
             if config.scheduler == "cosine"
-            else None
-        )
+        }
         self.use_amp = config.amp != "none" and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and config.amp == "fp16")
@@ -460,6 +563,54 @@ class Trainer:
         self.batches = batches
         self._good: dict[str, Any] | None = None  # the last state whose loss was finite
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of a one-optimiser model (see :attr:`optimizers` for phased ones)."""
+        if self.phases is not None:
+            raise ConfigError(
+                f"Trainer.optimizer: the model has update phases "
+                f"{[p.name for p in self.phases]!r}; use Trainer.optimizers[name]"
+            )
+        return self.optimizers[""]
+
+    @property
+    def scheduler(self) -> Any:
+        """The scheduler of a one-optimiser model (``None`` without one)."""
+        if self.phases is not None:
+            raise ConfigError("Trainer.scheduler: the model has update phases; use schedulers")
+        return self.schedulers.get("")
+
+    def _phase_lr(self, name: str) -> float:
+        scale = next((p.lr_scale for p in self.phases or [] if p.name == name), 1.0)
+        return self.config.lr * scale
+
+    def _optimizer_states(self) -> Any:
+        if self.phases is None:
+            return self.optimizer.state_dict()
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
+    def _scheduler_states(self) -> Any:
+        if not self.schedulers:
+            return None
+        if self.phases is None:
+            return self.schedulers[""].state_dict()
+        return {name: sch.state_dict() for name, sch in self.schedulers.items()}
+
+    def _load_optimizer_states(self, state: Mapping[str, Any], where: Path) -> None:
+        saved, saved_sched = state["optimizer"], state.get("scheduler")
+        if self.phases is None:
+            saved, saved_sched = {"": saved}, {"": saved_sched}
+        elif not isinstance(saved, Mapping) or set(saved) != set(self.optimizers):
+            raise CheckpointError(
+                f"checkpoint {str(where)!r} does not fit the model: its optimiser states are "
+                f"not those of the update phases {sorted(self.optimizers)!r}"
+            )
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(saved[name])
+            sched = self.schedulers.get(name)
+            if sched is not None and saved_sched is not None and saved_sched.get(name):
+                sched.load_state_dict(saved_sched[name])
+
     # ----------------------------------------------------------------- checkpoints
     def _local_state(self) -> dict[str, Any]:
         """This process's state at the current step (tensors shared with the live objects)."""
@@ -467,8 +618,8 @@ class Trainer:
         return {
             "step": self.step,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "optimizer": self._optimizer_states(),
+            "scheduler": self._scheduler_states(),
             "scaler": self.scaler.state_dict(),
             "batches": source() if callable(source) else None,
             "records": list(self.records),
@@ -519,9 +670,7 @@ class Trainer:
             raise ConfigError("Trainer.load_checkpoint: no run folder (out_dir) and no path")
         self._check_resumable(state, where)
         _load_model_state(self.model, state["model"], where)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        self._load_optimizer_states(state, where)
         self.scaler.load_state_dict(state["scaler"])
         loader = getattr(self.batches, "load_state_dict", None)
         if callable(loader) and state.get("batches") is not None:
@@ -555,17 +704,20 @@ class Trainer:
         """The checkpoint's optimiser and scheduler carry the old ``lr`` and ``steps``: use the
         configured ones from here on."""
         cfg = self.config
-        if self.scheduler is None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr
-            return
-        self.scheduler.T_max = cfg.steps
-        self.scheduler.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
-        eta_min = self.scheduler.eta_min
-        cosine = (1 + math.cos(math.pi * min(self.step, cfg.steps) / cfg.steps)) / 2
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = cfg.lr
-            group["lr"] = eta_min + (cfg.lr - eta_min) * cosine
+        for name, optimizer in self.optimizers.items():
+            lr = self._phase_lr(name)
+            scheduler = self.schedulers.get(name)
+            if scheduler is None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                continue
+            scheduler.T_max = cfg.steps
+            scheduler.base_lrs = [lr for _ in optimizer.param_groups]
+            eta_min = scheduler.eta_min
+            cosine = (1 + math.cos(math.pi * min(self.step, cfg.steps) / cfg.steps)) / 2
+            for group in optimizer.param_groups:
+                group["initial_lr"] = lr
+                group["lr"] = eta_min + (lr - eta_min) * cosine
 
     def _prepare_run_folder(self) -> None:
         """Refuse a folder holding another run's checkpoints unless resuming or overwriting."""
@@ -591,12 +743,16 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def _check_finite(
-        self, terms: Mapping[str, torch.Tensor], grad_norm: torch.Tensor | None
+        self,
+        terms: Mapping[str, torch.Tensor],
+        grad_norm: torch.Tensor | None,
+        prefix: str = "",
+        first: bool = True,
     ) -> None:
-        names = list(terms)
-        parts = [terms[n].detach().float().reshape(1) for n in names]
+        names = [prefix + n for n in terms]
+        parts = [terms[n].detach().float().reshape(1) for n in terms]
         if grad_norm is not None:
-            names.append("grad_norm")
+            names.append(prefix + "grad_norm")
             parts.append(grad_norm.detach().float().reshape(1))
         values = torch.cat(parts)
         finite = torch.isfinite(values)
@@ -606,10 +762,13 @@ class Trainer:
         if bool(flag):  # one host sync per step: the engine must know when to stop
             return
         bad = [f"{n} = {float(v)}" for n, v, ok in zip(names, values.cpu(), finite.cpu()) if not ok]
-        raise _Diverged("grad" if grad_norm is not None else "loss", bad)
+        raise _Diverged("grad" if grad_norm is not None else "loss", bad, first)
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """One optimiser step on ``batch``; returns the detached loss terms."""
+        """One optimiser step on ``batch`` (one step of every update phase, in order, for a
+        phased model); returns the detached loss terms."""
+        if self.phases is not None:
+            return self._phased_step(batch)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
@@ -631,6 +790,44 @@ class Trainer:
         out["grad_norm"] = grad_norm.detach()
         return out
 
+    def _phase_update(self, batch: Any, phase: UpdatePhase, first: bool) -> dict[str, torch.Tensor]:
+        """One update of ``phase``: its loss, backward with only its parameters trainable,
+        clipping, finite checks, its optimiser's step."""
+        optimizer = self.optimizers[phase.name]
+        optimizer.zero_grad(set_to_none=True)
+        prefix = f"{phase.name}_"
+        with _TrainableOnly(list(self.model.parameters()), phase.params):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                terms = self.wrapper(batch, phase.name)
+            if "loss" not in terms:
+                raise ConfigError(
+                    f"model.loss(batch, phase={phase.name!r}) must return a dict with a 'loss' "
+                    "entry"
+                )
+            self._check_finite(terms, None, prefix, first)
+            self.scaler.scale(terms["loss"]).backward()
+        self.scaler.unscale_(optimizer)
+        max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(phase.params, max_norm)
+        if not self.scaler.is_enabled():
+            self._check_finite({}, grad_norm, prefix, first)
+        self.scaler.step(optimizer)
+        out = {prefix + k: v.detach() for k, v in terms.items()}
+        out[prefix + "grad_norm"] = grad_norm.detach()
+        return out
+
+    def _phased_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One update of every phase in order; ``loss`` is the sum of the phase losses."""
+        self.model.train()
+        out: dict[str, torch.Tensor] = {}
+        for i, phase in enumerate(self.phases or []):
+            out.update(self._phase_update(batch, phase, first=i == 0))
+        self.scaler.update()
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        total = sum(out[f"{p.name}_loss"] for p in self.phases or [])
+        return {"loss": total, **out}
+
     def _guarded_step(self) -> dict[str, torch.Tensor]:
         """One step that keeps, in memory, the last state whose loss was finite (taken
         before its update) and writes it when the loss diverges."""
@@ -638,7 +835,9 @@ class Trainer:
         try:
             terms = self.train_step(self.batches.batch(self.step))
         except _Diverged as diverged:
-            keep = snapshot if diverged.at == "grad" else self._good
+            # the state before this step had finite terms only when the first check that
+            # failed was the first phase's gradient norm (its loss was finite)
+            keep = snapshot if diverged.at == "grad" and diverged.first else self._good
             self._stop(diverged, keep)
         self._good = snapshot
         return terms
