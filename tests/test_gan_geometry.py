@@ -143,6 +143,8 @@ def test_path_length_of_a_linear_generator_is_the_metric_quadratic_form():
     expected = (s.square() / 12).tolist()
     assert result["per_direction"] == pytest.approx(expected, rel=1e-8)
     assert result["path_length"] == pytest.approx(sum(expected) / 5, rel=1e-8)
+    # a linear map moves the image at constant speed on a straight line: ratio exactly 1
+    assert result["path_ratio_per_direction"] == pytest.approx([1.0] * 5, rel=1e-6)
     # random unit directions: E[v^T A^T A v] = trace(A^T A) / d, up to sampling error
     assert result["random_path_length"] == pytest.approx(float(s.square().sum()) / 5 / 12, rel=0.1)
 
@@ -158,6 +160,23 @@ def test_path_length_matches_the_jacobian_on_a_nonlinear_generator():
     zt = z0 + 2.0 * t[:, None] * u
     _, jvp = torch.func.jvp(G, (zt,), (u,))
     assert found.tolist() == pytest.approx((jvp.square().mean(1)).tolist(), rel=1e-4)
+
+
+def test_path_ratio_of_a_curved_edit_exceeds_one():
+    """G(z) = (cos z_1, sin z_1): along e_1 the output moves on the unit circle at unit
+    speed (1/2 per element squared); an edit of length D has the chord 2 sin(D/2) from every
+    start, so the ratio is (D/2)^2 / sin^2(D/2), about 2.24 for D = 3."""
+    D = 3.0
+
+    def G(z):
+        return torch.stack([torch.cos(z[:, 0]), torch.sin(z[:, 0])], 1)
+
+    trav = LinearTraversal(torch.eye(2, dtype=torch.float64))
+    metric = ef.create("metric", "path-length", num_samples=64, num_directions=1, displacement=D)
+    result = metric(G, trav, 2, dtype=torch.float64)
+    expected = (D / 2) ** 2 / torch.sin(torch.tensor(D / 2)).item() ** 2
+    assert result["path_ratio"] == pytest.approx(expected, rel=1e-4)
+    assert result["path_length"] == pytest.approx(0.5, rel=1e-4)
 
 
 def test_path_length_feature_map_and_direction_limit():
@@ -235,3 +254,116 @@ def test_hessian_geometry_bad_input():
     G, _, _ = linear_image_generator()
     with pytest.raises(InputError, match="N >= 2"):
         hessian_geometry(G, torch.randn(1, 4, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- GAN pipelines
+
+TINY_DATA = {"name": "dsprites", "image_size": 16, "n_samples": 96}
+TINY_GAN = {"name": "dcgan", "width": 8}
+
+
+def tiny_gan(**options):
+    data = ef.create("dataset", "dsprites", image_size=16, n_samples=96)
+    torch.manual_seed(0)
+    return ef.create("model", "dcgan", input_shape=[1, 16, 16], width=8, **options), data
+
+
+def test_first_linear_is_the_layer_reading_the_code():
+    from eigenflow.plugins.gan_geometry.training import first_linear
+
+    plain, _ = tiny_gan(latent_dim=6)
+    assert first_linear(plain) is plain.generator.project
+    mapped, _ = tiny_gan(latent_dim=6, mapping_layers=1)
+    layer = first_linear(mapped)
+    assert layer is not mapped.generator.project and layer.weight.shape == (6, 6)
+
+
+def test_penalized_gan_adds_the_penalty_to_the_generator_loss_only():
+    from eigenflow.plugins.gan_geometry.training import PenalizedGAN
+
+    class Constant:
+        def penalty(self):
+            return torch.tensor(1.5)
+
+    gan, data = tiny_gan(latent_dim=4)
+    gan.eval()  # no spectral-norm power step between the two calls
+    wrapped = PenalizedGAN(gan, Constant())
+    batch = data.batch(slice(0, 8))
+    assert wrapped.update_phases()[0].name == gan.update_phases()[0].name
+    for phase, added in (("d", 0.0), ("g", 1.5)):
+        torch.manual_seed(3)
+        base = gan.loss(batch, phase=phase)["loss"]
+        torch.manual_seed(3)
+        out = wrapped.loss(batch, phase=phase)
+        assert float((out["loss"] - base).detach()) == pytest.approx(added, abs=1e-6)
+        assert ("penalty" in out) == (phase == "g")
+
+
+@pytest.mark.slow
+def test_householder_gan_pipeline_tiny(tmp_path):
+    """The projected layer stays a rank-N partial isometry (N singular values 1, the rest
+    0) through the fine-tuning's optimiser steps; both traversals are scored and drawn."""
+    spec = {
+        "pipeline": "householder-gan",
+        "model": TINY_GAN,
+        "dataset": TINY_DATA,
+        "latent_dim": 6,
+        "rank": 3,
+        "pretrain_steps": 3,
+        "finetune_steps": 3,
+        "batch_size": 16,
+        "path_length": {"num_samples": 16},
+    }
+    out = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)["stages"][0]["result"]
+    s = out["singular_values"]["householder"]
+    assert s == pytest.approx([1, 1, 1, 0, 0, 0], abs=1e-5)
+    assert len(out["path_length"]["sefa"]["per_direction"]) == 3
+    assert out["householder_better"] == (
+        out["path_length"]["householder"]["path_length"] < out["path_length"]["sefa"]["path_length"]
+    )
+    for name in ("traversals-sefa.png", "traversals-householder.png", "result.json"):
+        assert (tmp_path / name).is_file()
+
+
+@pytest.mark.slow
+def test_alignment_gan_pipeline_tiny(tmp_path):
+    spec = {
+        "pipeline": "alignment-gan",
+        "model": TINY_GAN,
+        "dataset": TINY_DATA,
+        "latent_dim": 6,
+        "steps": 3,
+        "batch_size": 16,
+        "pool": 60,
+        "encode_steps": 3,
+        "higgins": {"updates": 20, "eval_instances": 50, "n_inst": 4},
+        "map_codes": 4,
+    }
+    out = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)["stages"][0]["result"]
+    for label in ("plain", "aligned"):
+        run = out["runs"][label]
+        assert run["higgins"]["factors"] == [1, 2, 3, 4]
+        F = torch.tensor(run["alignment_map"]["map"])
+        assert F.shape == (6, 6)
+        # each column of F averages squared unit eigenvectors: it sums to 1
+        assert F.sum(0).tolist() == pytest.approx([1.0] * 6, abs=1e-4)
+    assert "g_penalty" in out["runs"]["aligned"]["losses"]
+
+
+@pytest.mark.slow
+def test_hessian_analysis_pipeline_tiny(tmp_path):
+    spec = {
+        "pipeline": "hessian-analysis",
+        "model": TINY_GAN,
+        "dataset": TINY_DATA,
+        "latent_dim": 5,
+        "steps": 2,
+        "batch_size": 16,
+        "codes": 3,
+        "num_traversals": 2,
+    }
+    out = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)["stages"][0]["result"]
+    assert len(out["mean_log10_eigenvalues"]) == 5
+    assert -1.0 <= out["homogeneity"] <= 1.0
+    assert (tmp_path / "hessian-traversals.png").is_file()
+    assert (tmp_path / "hessian.json").is_file()

@@ -25,10 +25,18 @@ crops; eigenflow downloads nothing, so its distance is the mean squared differen
 or of the features of a network trained locally (pass ``feature_map``). Numbers are not
 comparable with the thesis's PIPL values, only the ordering of methods on one generator.
 
-``random_path_length`` is the same quantity along uniformly random unit directions at the
-same points, so ``relative`` = ``path_length / random_path_length`` is free of the
-generator's overall scale (seed 003, Sec. 4: a random direction's speed is the mean of the
-metric's eigenvalues, App. A.6).
+``path_length`` grows with how much a direction changes the image at all. Two scale-free
+companions are reported with it:
+
+- ``random_path_length`` is the same quantity along uniformly random unit directions at the
+  same points, and ``relative = path_length / random_path_length`` (seed 003, Sec. 4: a random
+  direction's speed is the mean of the metric's eigenvalues, App. A.6);
+- ``path_ratio`` is, per direction, ``E[speed^2] / E[chord^2]`` with
+  ``chord^2 = ||phi(G(z_0 + D u)) - phi(G(z_0))||^2 / (P D^2)``, the squared mean speed
+  of the whole edit: 1 when the image moves at constant speed on a straight line, larger when
+  the edit is uneven or curved (the mean of ``speed^2`` over ``t`` is at least the squared
+  chord over ``D`` by Cauchy-Schwarz). It measures the smoothness of an edit regardless of
+  its size.
 """
 
 from __future__ import annotations
@@ -42,7 +50,13 @@ from ...core.component import Metric
 from ...core.config import config, floating, integer, option, optional
 from ...core.errors import InputError
 
-__all__ = ["PathLength", "PathLengthConfig", "direction_path_lengths", "unit_directions"]
+__all__ = [
+    "PathLength",
+    "PathLengthConfig",
+    "chord_speeds",
+    "direction_path_lengths",
+    "unit_directions",
+]
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
@@ -67,6 +81,22 @@ def unit_directions(traversal: Any, z0: torch.Tensor, k: int) -> torch.Tensor:
     if bool((norm <= 0).any()):
         raise InputError(f"traversal: direction {k} does not move the code (zero step)")
     return step / norm
+
+
+@torch.no_grad()
+def chord_speeds(
+    generator: Map,
+    z0: torch.Tensor,
+    u: torch.Tensor,
+    displacement: float,
+    feature_map: Map | None = None,
+) -> torch.Tensor:
+    """Per-sample ``||phi(G(z_0 + D u)) - phi(G(z_0))||^2 / (P D^2)``: the squared mean speed
+    of the whole edit ``(B,)`` float64."""
+    phi = generator if feature_map is None else (lambda z: feature_map(generator(z)))
+    a = phi(z0).flatten(1).to(torch.float64)
+    b = phi(z0 + displacement * u).flatten(1).to(torch.float64)
+    return (b - a).square().mean(1) / displacement**2
 
 
 @torch.no_grad()
@@ -146,7 +176,9 @@ class PathLength(Metric):
     ``compute(generator, traversal, latent_dim, feature_map=None, device=None, dtype=None)``
     (codes in ``dtype``, default the generator's parameter dtype or float32) returns
     ``path_length`` (mean over directions; lower is smoother), ``std`` (over directions),
-    ``per_direction`` (list), ``random_path_length`` and ``relative``.
+    ``per_direction`` (list), ``random_path_length``, ``relative``, ``path_ratio`` (mean over
+    directions, at least about 1; lower is a more even edit) and
+    ``path_ratio_per_direction``.
     """
 
     Config: ClassVar[type] = PathLengthConfig
@@ -170,20 +202,25 @@ class PathLength(Metric):
             K = min(K, cfg.num_directions)
         gen = torch.Generator().manual_seed(cfg.seed)
         dev = torch.device(device or "cpu")
-        per_direction, random_lengths = [], []
+        per_direction, random_lengths, ratios = [], [], []
         for k in range(K):
             z0 = torch.randn(cfg.num_samples, latent_dim, generator=gen).to(dev, dtype)
             t = torch.rand(cfg.num_samples, generator=gen).to(dev, dtype)
             v = torch.randn(cfg.num_samples, latent_dim, generator=gen).to(dev, dtype)
             v = v / v.norm(dim=-1, keepdim=True)
-            lengths, rand = [], []
+            lengths, rand, chords = [], [], []
             for rows in torch.arange(cfg.num_samples).split(cfg.chunk):
                 u = unit_directions(traversal, z0[rows], k)
                 args = (cfg.displacement, cfg.eps, feature_map)
                 lengths.append(direction_path_lengths(generator, z0[rows], u, t[rows], *args))
                 rand.append(direction_path_lengths(generator, z0[rows], v[rows], t[rows], *args))
+                chords.append(chord_speeds(generator, z0[rows], u, cfg.displacement, feature_map))
             per_direction.append(torch.cat(lengths).mean())
             random_lengths.append(torch.cat(rand).mean())
+            chord = torch.cat(chords).mean()
+            ratios.append(
+                per_direction[-1] / chord if float(chord) > 0 else chord.new_tensor(float("nan"))
+            )
         pl = torch.stack(per_direction)
         rnd = torch.stack(random_lengths).mean()
         return {
@@ -192,6 +229,8 @@ class PathLength(Metric):
             "per_direction": pl.tolist(),
             "random_path_length": float(rnd),
             "relative": float(pl.mean() / rnd) if float(rnd) > 0 else float("nan"),
+            "path_ratio": float(torch.stack(ratios).mean()),
+            "path_ratio_per_direction": torch.stack(ratios).tolist(),
         }
 
     @classmethod

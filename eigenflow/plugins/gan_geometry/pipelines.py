@@ -73,7 +73,14 @@ class HouseholderGANConfig:
     """Options of ``householder-gan`` (thesis 000, Sec. 4.4.2-4.4.3: projector of rank
     ``N`` initialised from the pre-trained weight and fine-tuned, compared with SeFa by
     PIPL at SeFa's editing strength; rank 5 for dsprites' 5 factors, as the thesis sets
-    ``N = 10`` by the number of semantics of its StyleGANs). Step counts are CPU demo sizes."""
+    ``N = 10`` by the number of semantics of its StyleGANs). Step counts are CPU demo sizes.
+
+    The projected layer is the generator's first linear map of the code. With
+    ``mapping_layers = 1`` (the default) that is a ``d x d`` mapping layer, the analogue of
+    the thesis's StyleGAN projector (a modulation weight from the latent to per-channel
+    styles); without a mapping network it is the projection to the first feature grid
+    (``d x 4096`` at 32 pixels), whose ``4096`` Householder reflectors make every step
+    seconds long on a CPU."""
 
     model: Any = component_option("model", "dcgan", help="the GAN (name or table)")
     dataset: Any = component_option("dataset", "dsprites", help="training images")
@@ -81,15 +88,20 @@ class HouseholderGANConfig:
         16, validator=integer(2), help="latent size d (unless the model table sets it)"
     )
     pretrain_steps: int = option(
-        400, validator=integer(1), help="plain GAN steps before fine-tuning"
+        600, validator=integer(1), help="plain GAN steps before fine-tuning"
     )
     finetune_steps: int = option(
-        150, validator=integer(1), help="steps of each fine-tuning (plain and Householder)"
+        200, validator=integer(1), help="steps of each fine-tuning (plain and Householder)"
     )
     batch_size: int = option(64, validator=integer(1), help="batch size")
     lr: float = option(2e-4, validator=floating(0.0, 1.0, min_open=True), help="Adam learning rate")
     constraint: Any = component_option(
         "constraint", "householder", help="the projector constraint on the first layer"
+    )
+    mapping_layers: int = option(
+        1,
+        validator=integer(0),
+        help="linear layers of the GAN's mapping network (unless the model table sets it)",
     )
     rank: int = option(
         5,
@@ -118,7 +130,8 @@ class HouseholderGAN(PipelineBase):
         registries = get_registries()
         data = _data(cfg.dataset)
         torch.manual_seed(ctx.seed)
-        base = build_gan(cfg.model, data, latent_dim=cfg.latent_dim).to(ctx.device)
+        shape = {"latent_dim": cfg.latent_dim, "mapping_layers": cfg.mapping_layers}
+        base = build_gan(cfg.model, data, **shape).to(ctx.device)
         d = int(base.latent_dim)
         ctx.log(f"[householder-gan] pre-training {cfg.pretrain_steps} steps")
         losses = {
@@ -129,13 +142,13 @@ class HouseholderGAN(PipelineBase):
         state = {k: v.detach().clone() for k, v in base.state_dict().items()}
 
         torch.manual_seed(ctx.seed + 1)
-        plain = build_gan(cfg.model, data, state, latent_dim=cfg.latent_dim).to(ctx.device)
+        plain = build_gan(cfg.model, data, state, **shape).to(ctx.device)
         losses["plain"] = train_gan(
             plain, data, ctx, "plain", steps=cfg.finetune_steps, **_train_options(cfg)
         )
 
         torch.manual_seed(ctx.seed + 1)
-        projected = build_gan(cfg.model, data, state, latent_dim=cfg.latent_dim).to(ctx.device)
+        projected = build_gan(cfg.model, data, state, **shape).to(ctx.device)
         constraint = cfg.constraint.build("constraint", rank=min(cfg.rank, d))
         constraint.attach(first_linear(projected))
         losses["householder"] = train_gan(
