@@ -207,7 +207,7 @@ class AlignmentGANConfig:
     latent_dim: int = option(
         10, validator=integer(2), help="latent size d (unless the model table sets it)"
     )
-    steps: int = option(400, validator=integer(1), help="GAN steps of each run")
+    steps: int = option(300, validator=integer(1), help="GAN steps of each run")
     batch_size: int = option(64, validator=integer(1), help="batch size")
     lr: float = option(2e-4, validator=floating(0.0, 1.0, min_open=True), help="Adam learning rate")
     constraint: Any = component_option(
@@ -216,9 +216,9 @@ class AlignmentGANConfig:
         help="the alignment penalty (its table's options win over k=6, weight=0.6, "
         "batch_size=8, iters=4)",
     )
-    pool: int = option(1500, validator=integer(10), help="images inverted for the Higgins score")
+    pool: int = option(600, validator=integer(10), help="images inverted for the Higgins score")
     encode_steps: int = option(
-        150, validator=integer(1), help="optimisation steps of the inversion"
+        100, validator=integer(1), help="optimisation steps of the inversion"
     )
     fixed_factors: tuple = option(
         (1, 2, 3, 4),
