@@ -12,7 +12,7 @@
   images with known factors.
 - ``hessian-analysis``: seed 003, Sec. 3-4 on a trained (or loaded) GAN generator:
   spectrum, anisotropy, homogeneity and the top eigenvectors as traversals
-  (:func:`~eigenflow.plugins.gan_geometry.hessian_analysis.hessian_geometry`).
+  (``eigenflow.plugins.gan_geometry.hessian_geometry``).
 
 Sizes and step counts are eigenflow's CPU-sized demo defaults (a few minutes on 2 cores), not
 the documents' (750,000 updates in seed 001; fine-tuning StyleGANs in thesis 000).
@@ -329,7 +329,7 @@ class HessianAnalysis(PipelineBase):
     """Seed 003's geometry of a GAN generator: writes ``hessian.json``,
     ``hessian-traversals.png`` and (with matplotlib) ``hessian-spectrum.png`` and
     ``hessian-isotropy.png``; returns the summary of
-    :func:`~eigenflow.plugins.gan_geometry.hessian_analysis.hessian_geometry`."""
+    ``eigenflow.plugins.gan_geometry.hessian_geometry``."""
 
     Config = HessianAnalysisConfig
     source = "003 (Wang & Ponce, ICLR 2021), Sec. 3-4, Fig. 2, Table 2"
