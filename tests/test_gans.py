@@ -40,10 +40,11 @@ def test_generator_and_discriminator_shapes_on_the_local_dataset_sizes(shape, up
 
 
 def test_mapping_network_puts_a_linear_from_z_first():
-    gan = _gan(mapping_layers=2)
+    gan = _gan(mapping_layers=2, mapping_width=6)
     first = gan.generator.first_linear
-    assert first is gan.generator.mapping.net[0] and first.in_features == 4
-    assert gan.generator.project.in_features == 4
+    assert first is gan.generator.mapping.net[0] and first.weight.shape == (6, 4)
+    assert gan.generator.project.in_features == 6
+    assert gan.generator.mapping(torch.randn(3, 4)).shape == (3, 6)
     assert gan.generator(torch.randn(2, 4)).shape == (2, 1, 16, 16)
 
 

@@ -17,10 +17,24 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_json",
+    "cache_folder",
     "current_umask",
     "fsync_dir",
     "load_weights",
 ]
+
+
+#: Environment variable naming the root of eigenflow's caches (generated data, trained
+#: feature networks); default ``~/.cache/eigenflow``.
+CACHE_ENV = "EIGENFLOW_CACHE"
+
+
+def cache_folder(name: str) -> Path:
+    """The cache folder ``name`` under ``$EIGENFLOW_CACHE`` (default ``~/.cache/eigenflow``),
+    outside any repository; not created here."""
+    base = os.environ.get(CACHE_ENV)
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "eigenflow"
+    return root / name
 
 
 def current_umask() -> int:

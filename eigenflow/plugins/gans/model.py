@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...core.component import Model
-from ...core.config import boolean, config, floating, integer, one_of, option
+from ...core.config import boolean, config, floating, integer, one_of, option, optional
 from ...core.errors import ConfigError, InputError
 from ...runtime import UpdatePhase, unpack_batch
 from .nets import Discriminator, Generator
@@ -91,7 +91,14 @@ class DCGANConfig:
         help="stride-2 layers of each network (height and width divisible by 2**upsamples)",
     )
     mapping_layers: int = option(
-        0, validator=integer(0, 16), help="linear layers of a mapping network z -> w (0: none)"
+        0,
+        validator=integer(0, 16),
+        help="linear layers (each with LeakyReLU) of a mapping network z -> w (0: none)",
+    )
+    mapping_width: int | None = option(
+        None,
+        validator=optional(integer(1, 4096)),
+        help="size of the mapping network's code w (none: latent_dim)",
     )
     norm: str = option(
         "batch", validator=one_of(["batch", "none"]), help="normalisation of the generator"
@@ -169,7 +176,13 @@ class DCGAN(Model):
         self.input_shape = tuple(cfg.input_shape)
         self.latent_dim = cfg.latent_dim
         self.generator = Generator(
-            self.input_shape, cfg.latent_dim, cfg.width, cfg.upsamples, cfg.mapping_layers, cfg.norm
+            self.input_shape,
+            cfg.latent_dim,
+            cfg.width,
+            cfg.upsamples,
+            cfg.mapping_layers,
+            cfg.norm,
+            cfg.mapping_width,
         )
         self.discriminator = Discriminator(
             self.input_shape, cfg.width, cfg.upsamples, cfg.d_spectral_norm

@@ -18,16 +18,17 @@ __all__ = ["Discriminator", "Generator", "MappingNetwork"]
 
 
 class MappingNetwork(nn.Module):
-    """``(B, d) -> (B, d)``: ``layers`` linear layers with LeakyReLU(0.2) between them (a
-    StyleGAN-style mapping from ``z`` to an intermediate code ``w``; Karras et al. 2019)."""
+    """``(B, d) -> (B, width)``: ``layers`` linear layers, each followed by LeakyReLU(0.2) (a
+    StyleGAN-style mapping from ``z`` to an intermediate code ``w``; Karras et al. 2019).
+    ``net[0]`` is the linear layer from ``z``, weight ``(width, d)``."""
 
-    def __init__(self, latent_dim: int, layers: int):
+    def __init__(self, latent_dim: int, layers: int, width: int | None = None):
         super().__init__()
+        width = width or latent_dim
+        self.width = width
         blocks: list[nn.Module] = []
         for i in range(layers):
-            blocks.append(nn.Linear(latent_dim, latent_dim))
-            if i < layers - 1:
-                blocks.append(nn.LeakyReLU(0.2))
+            blocks += [nn.Linear(latent_dim if i == 0 else width, width), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -49,6 +50,8 @@ class Generator(nn.Module):
         Number of stride-2 transposed convolutions.
     mapping_layers
         Linear layers of the mapping network ``z -> w`` (0: none, ``w = z``).
+    mapping_width
+        Size of ``w`` (default: ``latent_dim``).
     norm
         ``"batch"`` (BatchNorm after the projection and every hidden convolution) or
         ``"none"``.
@@ -74,6 +77,7 @@ class Generator(nn.Module):
         upsamples: int,
         mapping_layers: int = 0,
         norm: str = "batch",
+        mapping_width: int | None = None,
     ):
         super().__init__()
         c, h, w = image_shape
@@ -82,8 +86,11 @@ class Generator(nn.Module):
         scale = 2**upsamples
         channels = [width * 2 ** (upsamples - 1 - i) for i in range(upsamples)] + [c]
         self.grid = (channels[0], h // scale, w // scale)
-        self.mapping = MappingNetwork(latent_dim, mapping_layers) if mapping_layers else None
-        self.project = nn.Linear(latent_dim, math.prod(self.grid))
+        self.mapping = (
+            MappingNetwork(latent_dim, mapping_layers, mapping_width) if mapping_layers else None
+        )
+        code = self.mapping.width if self.mapping is not None else latent_dim
+        self.project = nn.Linear(code, math.prod(self.grid))
         self.project_act = nn.Sequential(_norm(norm, channels[0]), nn.ReLU())
         blocks: list[nn.Module] = []
         for i in range(upsamples):
