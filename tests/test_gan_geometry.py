@@ -299,7 +299,6 @@ def test_penalized_gan_adds_the_penalty_to_the_generator_loss_only():
         assert ("penalty" in out) == (phase == "g")
 
 
-@pytest.mark.slow
 def test_householder_gan_pipeline_tiny(tmp_path):
     """The projected layer stays a rank-N partial isometry (N singular values 1, the rest
     0) through the fine-tuning's optimiser steps; both traversals are scored and drawn."""
@@ -325,7 +324,6 @@ def test_householder_gan_pipeline_tiny(tmp_path):
         assert (tmp_path / name).is_file()
 
 
-@pytest.mark.slow
 def test_alignment_gan_pipeline_tiny(tmp_path):
     spec = {
         "pipeline": "alignment-gan",
@@ -350,7 +348,6 @@ def test_alignment_gan_pipeline_tiny(tmp_path):
     assert "g_penalty" in out["runs"]["aligned"]["losses"]
 
 
-@pytest.mark.slow
 def test_hessian_analysis_pipeline_tiny(tmp_path):
     spec = {
         "pipeline": "hessian-analysis",
