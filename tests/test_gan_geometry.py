@@ -312,6 +312,8 @@ def test_householder_gan_pipeline_tiny(tmp_path):
         "finetune_steps": 3,
         "batch_size": 16,
         "path_length": {"num_samples": 16},
+        "fd_samples": 40,
+        "frechet": {"train_steps": 3, "train_items": 64, "real_items": 50, "cache": False},
     }
     out = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)["stages"][0]["result"]
     s = out["singular_values"]["householder"]
@@ -320,6 +322,8 @@ def test_householder_gan_pipeline_tiny(tmp_path):
     assert out["householder_better"] == (
         out["path_length"]["householder"]["path_length"] < out["path_length"]["sefa"]["path_length"]
     )
+    assert set(out["frechet_distance"]) == {"sefa", "householder"}
+    assert all(v >= 0 for v in out["frechet_distance"].values())
     for name in ("traversals-sefa.png", "traversals-householder.png", "result.json"):
         assert (tmp_path / name).is_file()
 
@@ -336,6 +340,7 @@ def test_alignment_gan_pipeline_tiny(tmp_path):
         "encode_steps": 3,
         "higgins": {"updates": 20, "eval_instances": 50, "n_inst": 4},
         "map_codes": 4,
+        "fd_samples": 0,
     }
     out = ef.Pipeline.from_config(spec).run(out=tmp_path, quiet=True)["stages"][0]["result"]
     for label in ("plain", "aligned"):
@@ -346,6 +351,7 @@ def test_alignment_gan_pipeline_tiny(tmp_path):
         # each column of F averages squared unit eigenvectors: it sums to 1
         assert F.sum(0).tolist() == pytest.approx([1.0] * 6, abs=1e-4)
     assert "g_penalty" in out["runs"]["aligned"]["losses"]
+    assert "frechet_distance" not in out["runs"]["plain"]
 
 
 def test_hessian_analysis_pipeline_tiny(tmp_path):

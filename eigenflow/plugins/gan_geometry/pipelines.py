@@ -54,6 +54,34 @@ def _data(ref: Any) -> Any:
     return ref.build("dataset", **{k: v for k, v in DATA_DEFAULTS.items() if k in names})
 
 
+def _data_table(ref: Any) -> dict[str, Any]:
+    """``ref`` as a table with the demo sizes filled in (what :func:`_data` builds)."""
+    cls = get_registries()["dataset"].get(ref.name)
+    names = {f.name for f in getattr(cls.Config, "__attrs_attrs__", ())}
+    demo = {k: v for k, v in DATA_DEFAULTS.items() if k in names}
+    return {"name": ref.name, **demo, **dict(ref.options)}
+
+
+def _frechet_metric(cfg: Any) -> Any:
+    """``frechet-distance`` in the features of a classifier trained on the pipeline's data
+    (or ``None`` when ``fd_samples`` is 0); the classifier's seed is the metric's own (the
+    same instrument for every run seed)."""
+    if not cfg.fd_samples:
+        return None
+    options = {"dataset": _data_table(cfg.dataset), **cfg.frechet}
+    return get_registries()["metric"].create("frechet-distance", **options)
+
+
+def _frechet(metric: Any, generator: nn.Module, n: int, d: int, seed: int, device: Any) -> float:
+    """The Fréchet distance of ``n`` samples of ``generator`` to the data's test split (the
+    metric trains its classifier on first use, so it runs with gradients enabled)."""
+    z = torch.randn(n, d, generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.no_grad():
+        images = torch.cat([generator(chunk) for chunk in z.split(256)])
+    with torch.enable_grad():
+        return float(metric(images))
+
+
 def _frozen_generator(model: nn.Module) -> nn.Module:
     model.eval()
     for p in model.parameters():
@@ -109,6 +137,12 @@ class HouseholderGANConfig:
         help="rank N of the projector (unless the constraint table sets it)",
     )
     path_length: dict = option(factory=dict, help="options of the path-length metric")
+    fd_samples: int = option(
+        1000,
+        validator=integer(0),
+        help="samples of each generator scored by frechet-distance (0: skip)",
+    )
+    frechet: dict = option(factory=dict, help="options of the frechet-distance metric")
     grid_steps: int = option(6, validator=integer(1), help="frames per traversal row in the images")
 
 
@@ -117,7 +151,9 @@ class HouseholderGAN(PipelineBase):
 
     Writes ``traversals-sefa.png`` and ``traversals-householder.png`` (rows: directions;
     columns: edits from ``-D`` to ``D``) and ``result.json``; returns ``path_length`` per
-    method (the ``path-length`` metric's result, lower is smoother), ``singular_values`` of
+    method (the ``path-length`` metric's result, lower is smoother), ``frechet_distance`` of
+    each generator's samples (``frechet-distance`` in the features of a classifier trained on
+    the same data; thesis Tables 4.5-4.6 report FID next to PIPL), ``singular_values`` of
     each generator's first layer, the fine-tuning losses and ``householder_better``
     (Householder's path length below SeFa's).
     """
@@ -161,6 +197,7 @@ class HouseholderGAN(PipelineBase):
         metric = registries["metric"].create("path-length", **{"seed": ctx.seed, **cfg.path_length})
         displacement = metric.config.displacement
         z0 = torch.randn(1, d, generator=torch.Generator().manual_seed(ctx.seed)).to(ctx.device)
+        fid = _frechet_metric(cfg)
         result: dict[str, Any] = {
             "latent_dim": d,
             "rank": K,
@@ -171,6 +208,10 @@ class HouseholderGAN(PipelineBase):
         for label, model, traversal in (("sefa", plain, sefa), ("householder", projected, house)):
             generator = _frozen_generator(model)
             result["path_length"][label] = metric(generator, traversal, d, device=ctx.device)
+            if fid is not None:
+                result.setdefault("frechet_distance", {})[label] = _frechet(
+                    fid, generator, cfg.fd_samples, d, ctx.seed, ctx.device
+                )
             with torch.no_grad():
                 result.setdefault("singular_values", {})[label] = torch.linalg.svdvals(
                     first_linear(model).weight.double()
@@ -226,6 +267,12 @@ class AlignmentGANConfig:
         help="factors Alg. 4 fixes (dsprites: scale, orientation, x, y)",
     )
     higgins: dict = option(factory=dict, help="options of the higgins-score metric")
+    fd_samples: int = option(
+        1000,
+        validator=integer(0),
+        help="samples of each generator scored by frechet-distance (0: skip)",
+    )
+    frechet: dict = option(factory=dict, help="options of the frechet-distance metric")
     map_codes: int = option(64, validator=integer(1), help="codes averaged in the heat map F")
 
 
@@ -235,7 +282,8 @@ class AlignmentGAN(PipelineBase):
     Both runs start from the same initial weights and see the same batches. Returns, per run
     (``plain``, ``aligned``): ``higgins`` (the ``higgins-score`` result on the codes of
     inverted images), ``alignment_map`` (``diagonal`` and ``axis_alignment`` of ``F``, and
-    ``map``), ``reconstruction`` (mean squared error of the inversion); and
+    ``map``), ``reconstruction`` (mean squared error of the inversion), ``frechet_distance``
+    (of its samples, as in ``householder-gan``); and
     ``alignment_raises_score``.
     """
 
@@ -263,6 +311,7 @@ class AlignmentGAN(PipelineBase):
             "higgins-score", **{"seed": ctx.seed, "fixed_factors": cfg.fixed_factors, **cfg.higgins}
         )
         fmap = registries["metric"].create("alignment-map")
+        fid = _frechet_metric(cfg)
         result: dict[str, Any] = {"latent_dim": d, "runs": {}}
         for label in ("plain", "aligned"):
             torch.manual_seed(ctx.seed + 1)
@@ -289,6 +338,10 @@ class AlignmentGAN(PipelineBase):
                 "higgins": higgins(z, images["classes"]),
                 "alignment_map": fmap(generator, map_z),
             }
+            if fid is not None:
+                run["frechet_distance"] = _frechet(
+                    fid, generator, cfg.fd_samples, d, ctx.seed, ctx.device
+                )
             result["runs"][label] = run
             ctx.log(f"[alignment-gan] {label}: Higgins {run['higgins']['higgins_score']:.3f}")
         runs = result["runs"]
