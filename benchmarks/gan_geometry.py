@@ -228,8 +228,9 @@ def docs_text(summary: dict[str, Any], seeds: list[int]) -> str:
     raised = al["raises_score_seeds"]
     verdict = "reproduces" if raised == n else ("does not reproduce" if raised == 0 else "is mixed")
     parts.append(
-        f"Chance is {al['chance'] * 100:.3g} % (Fréchet distances as above). The penalty raises the Higgins score in {raised} "
-        f"of {n} seeds (mean {al['aligned']['higgins_score']['mean'] * 100:.3g} % against "
+        f"Chance is {al['chance'] * 100:.3g} % (Fréchet distances as above). The penalty "
+        f"raises the Higgins score in {raised} of {n} seeds (mean "
+        f"{al['aligned']['higgins_score']['mean'] * 100:.3g} % against "
         f"{al['plain']['higgins_score']['mean'] * 100:.3g} %): the direction of seed 001 "
         f"(Table 1, an alignment-regularised GAN disentangles) **{verdict}** here.\n"
     )
