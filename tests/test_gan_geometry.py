@@ -279,7 +279,7 @@ def test_first_linear_is_the_layer_reading_the_code():
 
 
 def test_penalized_gan_adds_the_penalty_to_the_generator_loss_only():
-    from eigenflow.plugins.gan_geometry.training import PenalizedGAN
+    from eigenflow.runtime import WithPenalties
 
     class Constant:
         def penalty(self):
@@ -287,7 +287,7 @@ def test_penalized_gan_adds_the_penalty_to_the_generator_loss_only():
 
     gan, data = tiny_gan(latent_dim=4)
     gan.eval()  # no spectral-norm power step between the two calls
-    wrapped = PenalizedGAN(gan, Constant())
+    wrapped = WithPenalties(gan, [Constant()], phase="g")
     batch = data.batch(slice(0, 8))
     assert wrapped.update_phases()[0].name == gan.update_phases()[0].name
     for phase, added in (("d", 0.0), ("g", 1.5)):

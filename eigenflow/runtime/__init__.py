@@ -16,6 +16,7 @@ a plugin (it finds components through the registry).
 from .build import build_model, model_defaults_for, unpack_batch
 from .checkpoints import CheckpointStore
 from .logging import ScalarLog
+from .penalties import WithPenalties
 from .pipeline import Pipeline, Stage, load_spec
 from .runs import prepare_run_folder
 from .trainer import (
@@ -44,6 +45,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "UpdatePhase",
+    "WithPenalties",
     "build_model",
     "capture_rng",
     "distributed_env",

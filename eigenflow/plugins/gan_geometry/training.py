@@ -19,10 +19,9 @@ from ...core.component import RunContext
 from ...core.config import ComponentRef
 from ...core.errors import ConfigError
 from ...core.images import image_grid, write_png
-from ...runtime import TrainConfig, Trainer, build_model
+from ...runtime import TrainConfig, Trainer, WithPenalties, build_model
 
 __all__ = [
-    "PenalizedGAN",
     "build_gan",
     "first_linear",
     "train_gan",
@@ -45,29 +44,6 @@ def first_linear(model: nn.Module) -> nn.Linear:
         f"model {type(model).__name__}: no linear layer of its generator reads the "
         f"{model.latent_dim}-d code"
     )
-
-
-class PenalizedGAN(nn.Module):
-    """A GAN whose generator update adds ``constraint.penalty()`` to its loss (logged as
-    ``g_penalty``); every other call goes to the wrapped GAN. The engine trains it like the
-    GAN itself (same update phases, the GAN's parameters under ``gan.``)."""
-
-    def __init__(self, gan: nn.Module, constraint: Any):
-        super().__init__()
-        self.gan = gan
-        self.constraint = constraint
-
-    def update_phases(self) -> list[Any]:
-        return self.gan.update_phases()
-
-    def loss(self, batch: Any, phase: str | None = None) -> dict[str, torch.Tensor]:
-        out = dict(self.gan.loss(batch) if phase is None else self.gan.loss(batch, phase=phase))
-        if phase in (None, "g"):
-            penalty = self.constraint.penalty()
-            if penalty is not None:
-                out["loss"] = out["loss"] + penalty
-                out["penalty"] = penalty.detach()
-        return out
 
 
 def build_gan(
@@ -101,7 +77,7 @@ def train_gan(
     """Train ``model`` for ``steps`` engine steps (one discriminator and one generator update
     each) in ``<out>/<tag>``; with ``penalty`` (an attached constraint with ``penalty()``)
     the generator's loss includes it. Returns the last logged terms."""
-    trainee = model if penalty is None else PenalizedGAN(model, penalty)
+    trainee = model if penalty is None else WithPenalties(model, [penalty], phase="g")
     tcfg = TrainConfig.for_run(
         ctx,
         steps=steps,

@@ -47,7 +47,7 @@ from ...core.errors import ConfigError, did_you_mean
 from ...core.images import image_grid, write_png
 from ...core.io import atomic_write_json
 from ...registry.registry import get_registries
-from ...runtime import DatasetBatches, TrainConfig, Trainer, UpdatePhase, build_model
+from ...runtime import DatasetBatches, TrainConfig, Trainer, WithPenalties, build_model
 
 __all__ = ["DEFAULT_VARIANTS", "GanOrth", "GanOrthConfig"]
 
@@ -150,29 +150,6 @@ class GanOrthConfig:
             )
 
 
-class _Constrained(nn.Module):
-    """A GAN whose generator loss includes the constraints' penalties; the phases and every
-    other method are the GAN's."""
-
-    def __init__(self, gan: nn.Module, constraints: list[Any]):
-        super().__init__()
-        self.gan = gan
-        self.constraints = constraints
-
-    def update_phases(self) -> list[UpdatePhase]:
-        return self.gan.update_phases()
-
-    def loss(self, batch: Any, phase: str | None = None) -> dict[str, torch.Tensor]:
-        out = self.gan.loss(batch, phase)
-        if phase in (None, "g"):
-            terms = [p for c in self.constraints if (p := c.penalty()) is not None]
-            if terms:
-                penalty = sum(terms)
-                out["penalty"] = penalty.detach()
-                out["loss"] = out["loss"] + penalty
-        return out
-
-
 def _metric(name: str, **options: Any) -> Any:
     return ComponentRef(name, options, "metric").build()
 
@@ -201,7 +178,7 @@ class GanOrth(PipelineBase):
         for c in constraints:  # parametrizations and penalties before the optimisers
             if getattr(c, "order", 50) < 10:
                 c.attach(layer)
-        model = _Constrained(gan, constraints)
+        model = WithPenalties(gan, constraints, phase="g")
         tcfg = TrainConfig.for_run(
             ctx,
             steps=cfg.steps,
