@@ -149,8 +149,9 @@ def imported_modules(
         all that the import runs) the relative path of its ``__init__.py``.
     """
     root = root or repository_root()
+    roots = list(roots)
     deps: set[str] = set(roots)
-    todo = [p for p in source_files(roots, root)]
+    todo = source_files(roots, root)
     seen: set[Path] = set()
     while todo:
         path = todo.pop()
