@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import platform
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -251,7 +252,7 @@ def record(
     args = list(sys.argv[1:] if argv is None else argv)
     return {
         "script": script,
-        "command": " ".join(["python", script, *args]),
+        "command": shlex.join(["python", script, *args]),
         "commit": _git(root, "rev-parse", "HEAD") or None,
         "dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no")),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -372,12 +373,15 @@ class StaleResult:
     script: str | None
     reason: str
     archived: bool = False
+    command: str | None = None
 
     def __str__(self) -> str:
         if self.archived:
             return f"{self.path}: {self.reason}"
-        rerun = f"; re-run `python {self.script}`" if self.script else ""
-        return f"{self.path}: {self.reason}{rerun}"
+        if not self.script:
+            return f"{self.path}: {self.reason}"
+        command = self.command or f"python {self.script}"
+        return f"{self.path}: {self.reason}; re-run `{command}` ({self.script})"
 
 
 def check_result(path: Path, root: Path | None = None) -> StaleResult | None:
@@ -399,7 +403,8 @@ def check_result(path: Path, root: Path | None = None) -> StaleResult | None:
     except (KeyError, ValueError) as exc:
         if prov.get("archived"):
             return StaleResult(rel, script, f"archived at {prov.get('commit')}", archived=True)
-        return StaleResult(rel, script, f"its dependencies cannot be resolved ({exc})")
+        reason = f"its dependencies cannot be resolved ({exc})"
+        return StaleResult(rel, script, reason, command=prov.get("command"))
     changed = now["sha256"] != recorded.get("sha256")
     if prov.get("archived"):
         since = "changed since" if changed else "unchanged since"
@@ -410,7 +415,8 @@ def check_result(path: Path, root: Path | None = None) -> StaleResult | None:
         return StaleResult(rel, script, reason, archived=True)
     if changed:
         deps = ", ".join(recorded["dependencies"])
-        return StaleResult(rel, script, f"the code it depends on changed ({deps})")
+        reason = f"the code it depends on changed ({deps})"
+        return StaleResult(rel, script, reason, command=prov.get("command"))
     return None
 
 
@@ -420,15 +426,21 @@ def stale_results(
     """The stored results (default :func:`stored_results`) that are stale or unrecorded;
     with ``archived=True`` the archived measurements instead (see :func:`archive_record`)."""
     root = repository_root()
-    found = (check_result(p, root) for p in (stored_results(root) if paths is None else paths))
+    owners = covered_files(root)
+    found = []
+    for path in stored_results(root) if paths is None else paths:
+        owner = owners.get(path)
+        if owner is not None and owner != path:
+            continue  # a file of an archived run: its archive record is reported instead
+        found.append(check_result(path, root))
     return [s for s in found if s is not None and s.archived == archived]
 
 
 def covered_files(root: Path | None = None) -> dict[Path, Path | None]:
     """Every file stored under ``benchmarks/results/`` and the JSON file whose provenance
-    covers it (``None``: none does). A JSON result covers itself and the other files of its
-    folder that its script writes next to it (CSV, Markdown, PNG); an archive record
-    (:func:`archive_record`) covers the files it lists."""
+    covers it (``None``: none does). A JSON result covers itself and the files other than
+    JSON of its folder that its script writes next to it (CSV, Markdown, PNG); an archive
+    record (:func:`archive_record`) covers the files it lists, JSON included."""
     root = root or repository_root()
     results = root / "benchmarks" / "results"
     owners: dict[Path, Path | None] = {}
@@ -449,7 +461,7 @@ def covered_files(root: Path | None = None) -> dict[Path, Path | None]:
             if json_path.parent != path.parent:
                 continue
             listed = prov.get("files")
-            if listed is None and not prov.get("archived"):
+            if listed is None and not prov.get("archived") and path.suffix != ".json":
                 owner = json_path
             elif listed is not None and path.name in listed:
                 owner = json_path
