@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
@@ -225,7 +226,7 @@ def test_generated_fragments_name_an_existing_script_and_are_included():
             page
             for page, text in pages.items()
             if re.search(
-                rf"^\.\. include:: {re.escape(inc.relative_to(page.parent).as_posix())}\s*$",
+                rf"^\.\. include:: {re.escape(os.path.relpath(inc, page.parent))}\s*$",
                 text,
                 re.M,
             )

@@ -250,11 +250,13 @@ def record(
     root = repository_root()
     deps = sorted({*dependencies, script})
     args = list(sys.argv[1:] if argv is None else argv)
+    files = [_relative(p, root) for p in source_files(deps, root)]
     return {
         "script": script,
         "command": shlex.join(["python", script, *args]),
         "commit": _git(root, "rev-parse", "HEAD") or None,
-        "dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no")),
+        # whether a file the result depends on differs from that commit (edited or new)
+        "dirty": bool(_git(root, "status", "--porcelain", "--", *files)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seeds": [int(s) for s in seeds],
         "config": dict(config),
