@@ -12,8 +12,13 @@ method (recorded as skipped), so the full grid stays feasible on a CPU.
 
 Examples::
 
-    python benchmarks/batched_ed_bench.py --device cpu --out benchmarks/results/batched-ed-cpu
+    python benchmarks/batched_ed_bench.py      # CPU, one thread, process CPU time: the stored run
     python benchmarks/batched_ed_bench.py --device cuda --backend triton --out results/h100
+
+On the CPU the defaults are the stored run's (``n`` up to 64: a call at ``n = 96, 128`` takes
+minutes there; one thread, ``--clock process``), writing ``benchmarks/results/batched-ed-cpu``
+(``results.json`` carries the provenance) and the ratio table of ``docs/batched-ed.rst``
+(``docs/generated/batched_ed_ratios.inc``); elsewhere give ``--out`` (and ``--docs``).
 """
 
 from __future__ import annotations
@@ -29,8 +34,13 @@ from pathlib import Path
 import torch
 
 import eigenflow as ef
+from eigenflow.bench.provenance import imported_modules, record, write_generated
 
+SCRIPT = "benchmarks/batched_ed_bench.py"
+#: the measured code: the batched-ed solver (its torch and Triton paths)
+DEPENDENCIES = ("eigenflow.plugins.batched_ed",)
 SIZES = (4, 8, 16, 24, 32, 48, 64, 96, 128)
+CPU_SIZES = (4, 8, 16, 24, 32, 48, 64)
 BATCHES = (1, 16, 64, 256, 1024, 4096)
 
 
@@ -130,13 +140,57 @@ def _format_row(row: dict) -> str:
     return " | ".join(f"{k}={_fmt(v)}" for k, v in row.items())
 
 
-def write_outputs(rows: list[dict], out: Path) -> None:
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.0f}" if value >= 100 else f"{value:.2g}"
+
+
+def rst(rows: list[dict], provenance: dict) -> str:
+    """The docs table: batched-ed time over ``torch.linalg.eigh``'s per size and batch, and
+    the time of one and of the largest batch of 16 x 16 matrices."""
+    cfg = provenance["config"]
+    sizes = sorted({r["n"] for r in rows})
+    batches = sorted({r["batch"] for r in rows})
+    lines = [
+        f"{cfg['device']}, {cfg['dtype']}, {cfg['threads']} thread(s), clock "
+        f"``{cfg['clock']}``, torch {provenance['versions']['torch']}; median of "
+        f"{cfg['repeats']} repeats. Time of ``batched-ed`` divided by ``torch.linalg.eigh``'s "
+        "(above 1: slower than eigh):",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - n \\\\ batch",
+        *(f"     - {b}" for b in batches),
+    ]
+    for n in sizes:
+        lines.append(f"   * - {n}")
+        for b in batches:
+            match = [r for r in rows if r["n"] == n and r["batch"] == b]
+            ratio = match[0]["ratio vs eigh"] if match else None
+            lines.append(f"     - {_ratio(ratio)}")
+    at16 = {r["batch"]: r for r in rows if r["n"] == 16}
+    if at16:
+        lo, hi = min(at16), max(at16)
+        ms = [at16[b]["batched-ed [ms]"] for b in (lo, hi)]
+        if None not in ms:
+            lines += [
+                "",
+                f"``batched-ed`` takes {ms[0]:.3g} ms for {lo} matrix of size 16 and "
+                f"{ms[1]:.3g} ms for {hi} of them.",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(rows: list[dict], out: Path, provenance: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    payload = {"provenance": provenance, "rows": rows}
+    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     sizes = sorted({r["n"] for r in rows})
     batches = sorted({r["batch"] for r in rows})
     lines = [
@@ -185,7 +239,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=_ints, default=SIZES)
+    parser.add_argument("--sizes", type=_ints, default=None, help="default: 4..128, CPU 4..64")
     parser.add_argument("--batches", type=_ints, default=BATCHES)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
@@ -193,20 +247,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
         "--clock",
-        default="wall",
+        default=None,
         choices=("wall", "process"),
-        help="'process': this process's CPU time (CPU only, for a shared machine)",
+        help="'process': this process's CPU time (CPU only, for a shared machine; the CPU "
+        "default), 'wall': wall time (the default elsewhere)",
     )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/batched-ed"))
+    parser.add_argument("--out", type=Path, default=None, help="CPU default: the stored run")
+    parser.add_argument("--docs", type=Path, default=None, help="the generated ratio table")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    cpu = args.device == "cpu"
+    args.sizes = args.sizes or (CPU_SIZES if cpu else SIZES)
+    args.clock = args.clock or ("process" if cpu else "wall")
+    if args.out is None:
+        if not cpu:
+            parser.error("--out is required off the CPU")
+        args.out = Path("benchmarks/results/batched-ed-cpu")
+        args.docs = args.docs or Path("docs/generated/batched_ed_ratios.inc")
     rows = run(args)
-    write_outputs(rows, args.out)
+    config = {
+        k: getattr(args, k)
+        for k in ("device", "dtype", "backend", "repeats", "warmup", "max_seconds", "clock")
+    }
+    config.update(sizes=list(args.sizes), batches=list(args.batches))
+    config["threads"] = torch.get_num_threads()
+    provenance = record(
+        SCRIPT,
+        seeds=[n * 7919 + b for n in args.sizes for b in args.batches],
+        config=config,
+        dependencies=imported_modules(DEPENDENCIES),
+        argv=argv,
+    )
+    write_outputs(rows, args.out, provenance)
+    if args.docs:
+        text = rst(rows, provenance)
+        write_generated(
+            args.docs, text, script=SCRIPT, sources=[(args.out / "results.json").as_posix()]
+        )
     print(f"wrote {args.out}/results.csv, results.json, ratios.md")
     return 0
 

@@ -14,7 +14,12 @@ Two parts, one run, one device:
 
 Usage::
 
-    python benchmarks/constraints_bench.py [--device cuda] [--out results.json]
+    python benchmarks/constraints_bench.py            # CPU, one thread: the stored result
+    python benchmarks/constraints_bench.py --device cuda --skip-steps --out issue6.json
+
+On the CPU the defaults write ``benchmarks/results/constraints-cpu-1thread.json`` (with its
+provenance) and the tables of ``docs/constraints.rst`` (``docs/generated/constraints_bench.inc``);
+on another device give ``--out`` (and ``--docs`` for a table).
 """
 
 from __future__ import annotations
@@ -26,13 +31,19 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 import eigenflow as ef
+from eigenflow.bench.provenance import imported_modules, record, write_generated
 from eigenflow.plugins.constraints.householder_products import householder_columns
+
+SCRIPT = "benchmarks/constraints_bench.py"
+#: the measured code: every constraint plugin and its Householder products
+DEPENDENCIES = ("eigenflow.plugins.constraints",)
 
 CONSTRAINTS: list[tuple[str, dict[str, Any]]] = [
     ("nog", {"method": "svd"}),
@@ -187,6 +198,59 @@ def _print_table(rows: list[dict], keys: list[str]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+def _ms(value: float) -> str:
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
+def rst(result: dict) -> str:
+    """The docs tables: the Householder products, then the per-step overheads."""
+    meta = result["meta"]
+    cfg = result["provenance"]["config"]
+    products = [r for r in result["rows"] if r["part"] == "product"]
+    lines = [
+        f"{meta['device']}, {meta['threads']} thread(s), float32, torch {meta['torch']}; "
+        f"median of {cfg['repeats']} repeats (load average when the run started: "
+        f"{', '.join(f'{x:.1f}' for x in meta['load_average'] or [])}).",
+        "",
+        f".. list-table:: Householder product, d = {cfg['d']}, {cfg['d']} reflectors, milliseconds",
+        "   :header-rows: 1",
+        "",
+        "   * - columns",
+        "     - method",
+        "     - forward",
+        "     - forward + backward",
+    ]
+    for r in products:
+        lines += [
+            f"   * - {r['columns']}",
+            f"     - {r['method']}",
+            f"     - {_ms(r['forward_ms'])}",
+            f"     - {_ms(r['forward_backward_ms'])}",
+        ]
+    steps = [r for r in result["rows"] if r["part"] == "step"]
+    if steps:
+        layer_counts = sorted({r["layers"] for r in steps})
+        lines += [
+            "",
+            f".. list-table:: One SGD step (batch 64) of a chain of d x d layers, d = "
+            f"{cfg['d']}: step time without constraint, and the overhead of each constraint "
+            "on every layer, milliseconds",
+            "   :header-rows: 1",
+            "",
+            "   * - constraint",
+            *(f"     - {n} layer{'s' if n > 1 else ''}" for n in layer_counts),
+        ]
+        for label in dict.fromkeys(r["constraint"] for r in steps):
+            cells = []
+            for n in layer_counts:
+                row = next(r for r in steps if r["constraint"] == label and r["layers"] == n)
+                value = row["step_ms"] if label == "none" else row["overhead_ms"]
+                cells.append(f"     - {_ms(value)}")
+            name = "none (step time)" if label == "none" else f"``{label}``"
+            lines += [f"   * - {name}", *cells]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -194,13 +258,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--many", type=int, default=50, help="layer count of the second case")
     parser.add_argument("--rank", type=int, default=10, help="low-rank column count")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--skip-steps", action="store_true", help="only the product part")
-    parser.add_argument("--out", default=None, help="write the rows as JSON here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the rows as JSON here (CPU default: "
+        "benchmarks/results/constraints-cpu-1thread.json)",
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="write the docs tables here (CPU default: docs/generated/constraints_bench.inc)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cpu" and args.out is None:
+        args.out = Path("benchmarks/results/constraints-cpu-1thread.json")
+        args.docs = args.docs or Path("docs/generated/constraints_bench.inc")
     meta = {
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -222,10 +301,18 @@ def main(argv: list[str] | None = None) -> dict:
             part = step_overhead(layers, args.d, device, max(3, args.repeats // 2))
             _print_table(part, ["layers", "d", "constraint", "step_ms", "overhead_ms"])
             rows += part
-    result = {"meta": meta, "rows": rows}
+    config = {k: getattr(args, k) for k in ("device", "d", "many", "rank", "repeats", "skip_steps")}
+    config["threads"] = torch.get_num_threads()
+    provenance = record(
+        SCRIPT, seeds=[0], config=config, dependencies=imported_modules(DEPENDENCIES), argv=argv
+    )
+    result = {"provenance": provenance, "meta": meta, "rows": rows}
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.docs:
+        sources = [args.out.as_posix()] if args.out else []
+        write_generated(args.docs, rst(result), script=SCRIPT, sources=sources)
     return result
 
 

@@ -1,6 +1,7 @@
 """Accuracy (and optional CPU timing) of the matrix-function solvers of issue 3.
 
-Writes, to ``--out`` (default ``bench-results/matfn``):
+Writes, to ``--out`` (default ``benchmarks/results/matfn-accuracy``; each JSON carries the
+provenance of the run):
 
 - ``forward_accuracy.csv`` / ``.json``: relative Frobenius error of ``sqrt`` and ``invsqrt``
   against float64 ``torch.linalg.eigh`` per solver, scaling, dtype, size and condition number
@@ -9,18 +10,20 @@ Writes, to ``--out`` (default ``bench-results/matfn``):
   ``||C_k / 2 - X||_F`` of the Lyapunov sign iteration after ``k`` iterations, against the
   exact (eigendecomposition) solution, for each scaling and for the scaled steps
   (``lya_lower``);
-- ``timing.csv`` / ``.json`` (with ``--timing``): forward and forward+backward time (wall and
+- ``timing.csv`` / ``.json`` (unless ``--no-timing``): forward and forward+backward time (wall and
   thread CPU) of each solver, of the non-default ``mpa-lya`` settings in ``MPA_VARIANTS`` and
   of ``torch.linalg.eigh`` + autograd on 64 matrices of size 64 (float32), interleaved in one
   run, with each method's forward and gradient error beside its time, the thread count and
   the load average;
-- ``tables.rst``: the tables pasted into ``docs/matfn.rst``.
+- and to ``--docs`` (default ``docs/generated``) the fragments ``docs/matfn.rst`` includes:
+  ``matfn_forward_accuracy.inc``, ``matfn_backward_convergence.inc``, ``matfn_timing.inc``.
 
 Test matrices: ``A = U diag(lambda) U^T`` with Haar-random ``U`` and eigenvalues log-spaced
 in ``[1/cond, 1]`` (exact condition number), built in float64 and cast. The backward study
 uses the same matrices plus Wishart covariances ``X X^T / 2n`` (``X`` Gaussian ``n x 2n``).
 
-Run: ``python benchmarks/matfn_accuracy.py [--quick] [--timing] [--out DIR]``.
+Run: ``python benchmarks/matfn_accuracy.py [--quick] [--no-timing] [--timing-only] [--out DIR]``
+(one thread by default; ``--quick`` writes nothing unless ``--out``/``--docs`` are given).
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ from pathlib import Path
 import torch
 
 import eigenflow as ef
+from eigenflow.bench.provenance import imported_modules, record, write_generated
 from eigenflow.plugins.matfn.lyapunov import lyapunov_exact, lyapunov_sign_iterates
+
+SCRIPT = "benchmarks/matfn_accuracy.py"
+#: the measured code: the matfn solvers (mpa-lya, mtp-lya, ns, ns-lya, svd-lya, the Lyapunov
+#: backward) and what they import
+DEPENDENCIES = ("eigenflow.plugins.matfn",)
 
 SOLVERS = ["mpa-lya", "mtp-lya", "ns", "ns-lya", "svd-lya"]
 CONDS = [1e1, 1e2, 1e4, 1e6, 1e8]
@@ -269,14 +278,15 @@ def timing(batch: int, n: int, reps: int, progress) -> list[dict]:
 # --------------------------------------------------------------------------- output
 
 
-def write(rows: list[dict], out: Path, stem: str) -> None:
+def write(rows: list[dict], out: Path, stem: str, provenance: dict) -> None:
     if not rows:
         return
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    payload = {"provenance": provenance, "rows": rows}
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
 
 
 def rst_table(header: list[str], body: list[list[str]]) -> str:
@@ -359,44 +369,70 @@ def timing_table(rows: list[dict]) -> str:
     return rst_table(header, body) + "\n"
 
 
+def timing_note(rows: list[dict], reps: int) -> str:
+    first = rows[0]
+    return (
+        f"{first['batch']} Wishart covariances of size {first['n']}, float32, "
+        f"{first['threads']} thread(s), medians of {reps} interleaved rounds; load average "
+        f"{first['load_average']:.1f} when the timing started (the CPU column is the "
+        "measuring thread's CPU time, the one to compare on a shared machine).\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-results/matfn"))
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--docs", type=Path, default=None, help="folder of the .inc fragments")
     parser.add_argument("--quick", action="store_true", help="small grid (smoke run)")
-    parser.add_argument("--timing", action="store_true", help="also time 64 x 64 x 64 float32")
+    parser.add_argument("--no-timing", action="store_true", help="skip the timing table")
     parser.add_argument("--timing-only", action="store_true", help="only the timing table")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--reps", type=int, default=21, help="timing repetitions (median)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.quick:
+        args.out = args.out or Path("benchmarks/results/matfn-accuracy")
+        args.docs = args.docs or Path("docs/generated")
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-
-    if args.timing_only:
-        tim = timing(64, 64, args.reps, progress)
-        write(tim, args.out, "timing")
-        (args.out / "timing.rst").write_text(timing_table(tim))
-        progress(f"wrote {args.out}")
-        return 0
     sizes = [4, 16] if args.quick else [4, 16, 64, 256]
     conds = [1e1, 1e4] if args.quick else CONDS
     dtypes = [torch.float64] if args.quick else [torch.float64, torch.float32]
-    fwd = forward_accuracy(sizes, dtypes, conds, progress)
-    write(fwd, args.out, "forward_accuracy")
-    bwd = backward_convergence(16 if args.quick else 64, 16, [3, 4, 5, 6, 8, 12, 16], progress)
-    write(bwd, args.out, "backward_convergence")
-    text = [
-        forward_tables(fwd, conds),
-        "Backward convergence\n^^^^^^^^^^^^^^^^^^^^\n",
-        backward_table(bwd),
-    ]
-    if args.timing:
+    bwd_n = 16 if args.quick else 64
+    config = {
+        "sizes": sizes,
+        "conds": conds,
+        "dtypes": [str(d).replace("torch.", "") for d in dtypes],
+        "solvers": SOLVERS,
+        "backward_n": bwd_n,
+        "backward_settings": BACKWARD_SETTINGS,
+        "mpa_variants": MPA_VARIANTS,
+        "timing": None if args.no_timing else {"batch": 64, "n": 64, "reps": args.reps},
+        "threads": torch.get_num_threads(),
+    }
+    seeds = [*sizes, 7, 8, 9, 10, 11]
+    prov = record(
+        SCRIPT, seeds=seeds, config=config, dependencies=imported_modules(DEPENDENCIES), argv=argv
+    )
+    outputs: list[tuple[str, list[dict], str]] = []  # (stem, rows, docs text)
+    if not args.timing_only:
+        fwd = forward_accuracy(sizes, dtypes, conds, progress)
+        outputs.append(("forward_accuracy", fwd, forward_tables(fwd, conds)))
+        bwd = backward_convergence(bwd_n, 16, [3, 4, 5, 6, 8, 12, 16], progress)
+        outputs.append(("backward_convergence", bwd, backward_table(bwd)))
+    if args.timing_only or not args.no_timing:
         tim = timing(64, 64, args.reps, progress)
-        write(tim, args.out, "timing")
-        text += ["Timing\n^^^^^^\n", timing_table(tim)]
-    (args.out / "tables.rst").write_text("\n".join(text))
-    progress(f"wrote {args.out}")
+        outputs.append(("timing", tim, timing_note(tim, args.reps) + "\n" + timing_table(tim)))
+    for stem, rows, text in outputs:
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            write(rows, args.out, stem, prov)
+        if args.docs is not None:
+            sources = [(args.out / f"{stem}.json").as_posix()] if args.out else []
+            write_generated(args.docs / f"matfn_{stem}.inc", text, script=SCRIPT, sources=sources)
+        if args.out is None and args.docs is None:
+            print(text)
+    progress(f"wrote {args.out} and {args.docs}")
     return 0
 
 

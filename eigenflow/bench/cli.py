@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import attrs
+
 from ..core.errors import EigenflowError
 from .contenders import select_contenders
 from .plots import _matplotlib, plot_results
@@ -216,6 +218,47 @@ def _gradient_report(args: argparse.Namespace, progress: Any) -> list[Path]:
     return write_gradient_report(rows, Path(args.out) / "gradients", plot=not args.no_plots)
 
 
+#: the script that runs ``eigenflow bench`` from a checkout; its results record provenance
+BENCH_SCRIPT = "benchmarks/run_solvers.py"
+#: the harness modules a benchmark row depends on besides the solvers' own plugins
+HARNESS_MODULES = (
+    "eigenflow.bench.runner",
+    "eigenflow.bench.contenders",
+    "eigenflow.bench.timing",
+    "eigenflow.bench.accuracy",
+    "eigenflow.bench.inputs",
+)
+
+
+def run_provenance(spec: BenchSpec, contenders: list[Any]) -> dict[str, Any] | None:
+    """The provenance of a run (:func:`eigenflow.bench.provenance.record`): the harness and
+    the plugin packages of the registered solvers measured, with the import closure of both.
+    ``None`` outside a source checkout (no ``benchmarks/run_solvers.py`` to name)."""
+    from ..api import get
+    from .provenance import imported_modules, record, repository_root
+
+    if not (repository_root() / BENCH_SCRIPT).is_file():
+        return None
+    packages = set()
+    for c in contenders:
+        if c.is_peer:
+            continue
+        module = get("solver", c.base).__module__
+        if module.startswith("eigenflow.plugins."):
+            packages.add(".".join(module.split(".")[:3]))
+    argv = sys.argv[1:]
+    if Path(sys.argv[0]).name != Path(BENCH_SCRIPT).name and argv[:1] == ["bench"]:
+        argv = argv[1:]  # `eigenflow bench ...`: the same options as the script
+    config = attrs.asdict(spec)
+    return record(
+        BENCH_SCRIPT,
+        seeds=[spec.seed],
+        config={**config, "contenders": [c.label for c in contenders]},
+        dependencies=imported_modules([*HARNESS_MODULES, *sorted(packages)]),
+        argv=argv,
+    )
+
+
 def main(
     args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
@@ -247,7 +290,7 @@ def main(
     except BenchInterrupted as stop:
         rows, status = stop.rows, 130
         print(f"interrupted: writing the {len(rows)} rows measured so far", file=stderr)
-    paths = write_results(rows, args.out, spec=spec)
+    paths = write_results(rows, args.out, spec=spec, provenance=run_provenance(spec, contenders))
     written = [paths["csv"], paths["json"]]
     if not args.no_plots:
         written += plot_results(rows, args.out)

@@ -312,16 +312,17 @@ def write_gradient_report(
     out: str | Path,
     timing: list[dict[str, Any]] | None = None,
     plot: bool = True,
+    provenance: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write ``gradient_quality.csv/.json`` (+ ``.png``) and, when given, ``timing.csv/.json``
-    into the folder ``out`` (created). Returns the paths written."""
+    into the folder ``out`` (created); ``provenance`` (:func:`eigenflow.bench.provenance.record`)
+    goes under the JSON's ``"provenance"`` key. Returns the paths written."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     _write_csv(rows, QUALITY_COLUMNS, folder / "gradient_quality.csv")
-    data: dict[str, Any] = {
-        "gradient_quality": [{k: _json_safe(v) for k, v in r.items()} for r in rows]
-    }
+    data: dict[str, Any] = {} if provenance is None else {"provenance": provenance}
+    data["gradient_quality"] = [{k: _json_safe(v) for k, v in r.items()} for r in rows]
     written.append(folder / "gradient_quality.csv")
     if timing is not None:
         _write_csv(timing, TIMING_COLUMNS, folder / "timing.csv")

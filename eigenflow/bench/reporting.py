@@ -118,10 +118,15 @@ def _json_value(value: Any) -> Any:
 
 
 def write_results(
-    rows: list[dict[str, Any]], out: str | os.PathLike, *, spec: BenchSpec | None = None
+    rows: list[dict[str, Any]],
+    out: str | os.PathLike,
+    *,
+    spec: BenchSpec | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write ``results.csv`` and ``results.json`` (rows plus the spec and environment) into
-    the directory ``out`` (created); returns their paths."""
+    """Write ``results.csv`` and ``results.json`` (rows plus the spec, the environment and,
+    when given, the :func:`eigenflow.bench.provenance.record` of the run under
+    ``"provenance"``) into the directory ``out`` (created); returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "results.csv", out / "results.json"
@@ -136,6 +141,7 @@ def write_results(
                 }
             )
     payload = {
+        **({} if provenance is None else {"provenance": provenance}),
         "format": "eigenflow-bench/1",
         "environment": environment(),
         "spec": attrs.asdict(spec) if spec is not None else None,
