@@ -23,7 +23,7 @@ import torch
 from ...core.component import Dataset
 from ...core.config import boolean, config, integer, one_of, option, optional
 from ...core.errors import ConfigError, EigenflowWarning
-from ...core.io import atomic_write_bytes
+from ...core.io import CACHE_ENV, atomic_write_bytes, cache_folder
 
 __all__ = [
     "CACHE_ENV",
@@ -34,8 +34,6 @@ __all__ = [
     "split_rng",
 ]
 
-#: Environment variable naming the root of eigenflow's cache (datasets go in ``datasets/``).
-CACHE_ENV = "EIGENFLOW_CACHE"
 
 _SPLITS = ("train", "val", "test")
 
@@ -73,9 +71,7 @@ class GeneratedDatasetConfig:
 def cache_root() -> Path:
     """The folder cached datasets go to: ``$EIGENFLOW_CACHE/datasets`` or
     ``~/.cache/eigenflow/datasets``."""
-    base = os.environ.get(CACHE_ENV)
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "eigenflow"
-    return root / "datasets"
+    return cache_folder("datasets")
 
 
 def split_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
