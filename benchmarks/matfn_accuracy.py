@@ -161,9 +161,13 @@ FAST = {"solve": "cholesky", "scaling": "schatten", "lya_symmetric": True}
 # "N it." labels mean a fixed count of plain (or, with "lower", scaled) steps: since issue 17 the
 # defaults count scaled steps to a tolerance, so these variants switch both off explicitly.
 FIXED = {"lya_tol": None, "lya_lower": None}
+# The thesis's Algorithm 1 with Table 2.9's backward, solved by LU: mpa-lya's default before
+# issue 17, the row the default's "without losing speed" compares with; the same with the
+# Newton-Schulz solve that issue 15 added (capturable, and faster on this CPU).
 THESIS = {"steps": 1, "scaling": "frobenius", "lya_iters": 8, **FIXED}
 MPA_VARIANTS = {
-    "mpa-lya thesis (steps=1, 8 it.)": THESIS,
+    "mpa-lya thesis, LU (default before 17)": {**THESIS, "solve": "lu"},
+    "mpa-lya thesis, solve=newton": THESIS,
     "mpa-lya step_degree=[5, 5]": {"step_degree": [5, 5]},
     "mpa-lya spectral, 5 it.": {"scaling": "spectral", "lya_iters": 5, **FIXED},
     "mpa-lya backward=exact": {"backward": "exact"},
