@@ -10,8 +10,9 @@ dataset's sequence length) and then any further ``--set`` options (later ones wi
 ``--workers`` jobs run at once, the longest first. The per-run metrics are merged with the
 pipeline's own summary (mean and standard deviation over seeds) and stored with their
 provenance in ``benchmarks/results/ffvae-compare-<dataset>-cpu.json``; the docs tables
-(``docs/ffvae_compare_<dataset>.inc`` and ``docs/pde_vae_table.inc``) are generated from
-those files. ``--tables-only`` regenerates the tables from the stored files without training.
+(``docs/generated/ffvae_compare_<dataset>.inc`` and ``docs/generated/pde_vae_table.inc``)
+are generated from those files. ``--tables-only`` regenerates the tables from the stored
+files without training.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def result_path(data: str) -> Path:
 
 
 def table_path(data: str) -> Path:
-    return ROOT / "docs" / f"ffvae_compare_{DATASETS[data]['short']}.inc"
+    return ROOT / "docs" / "generated" / f"ffvae_compare_{DATASETS[data]['short']}.inc"
 
 
 def job_command(
@@ -249,7 +250,7 @@ def write_tables() -> list[Path]:
         if data == "digits-sequences":
             written.append(
                 write_generated(
-                    ROOT / "docs" / "pde_vae_table.inc",
+                    ROOT / "docs" / "generated" / "pde_vae_table.inc",
                     pde_table(stored["runs"]),
                     script=SCRIPT,
                     sources=[source],

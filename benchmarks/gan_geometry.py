@@ -4,8 +4,8 @@ default (demo) sizes, one run of each per seed.
 
 Stores ``benchmarks/results/gan_geometry-cpu.json`` (every run's result, the means and
 standard deviations over seeds, and the provenance) and writes the docs tables
-``docs/gan_geometry_results.inc`` (included by ``docs/gan_geometry.rst``), with the sentences
-saying whether each direction of the documents reproduces, computed from the numbers.
+``docs/generated/gan_geometry_results.inc`` (included by ``docs/gan_geometry.rst``), with the
+sentences saying whether each direction of the documents reproduces, computed from the numbers.
 
 Usage::
 
@@ -30,7 +30,7 @@ from eigenflow.bench.provenance import record, write_generated
 
 SCRIPT = "benchmarks/gan_geometry.py"
 RESULT = "benchmarks/results/gan_geometry-cpu.json"
-DOCS = "docs/gan_geometry_results.inc"
+DOCS = "docs/generated/gan_geometry_results.inc"
 DEPENDENCIES = [
     "eigenflow.plugins.gan_geometry",
     "eigenflow.plugins.gans",

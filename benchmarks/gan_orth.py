@@ -1,7 +1,7 @@
 """The ``gan-orth`` table: 7 constraint variants x seeds on ``digits-sequences``.
 
 Runs the ``gan-orth`` pipeline once per seed, stores ``benchmarks/results/gan-orth.json`` (with
-provenance) and writes ``docs/gan_orth.inc``: the mean +- std over seeds of the Fréchet
+provenance) and writes ``docs/generated/gan_orth.inc``: the mean +- std over seeds of the Fréchet
 distance (local classifier features, not Inception FID), the first layer's condition number
 and the generated features' covariance condition number, and the direction against thesis
 000's claim (Sec. 4.3.3, Tables 4.2-4.3: NOG/OLR lower the generator's conditioning and do
@@ -25,7 +25,7 @@ from eigenflow.bench.provenance import record, repository_root, write_generated
 
 SCRIPT = "benchmarks/gan_orth.py"
 RESULT = "benchmarks/results/gan-orth.json"
-TABLE = "docs/gan_orth.inc"
+TABLE = "docs/generated/gan_orth.inc"
 DEPENDENCIES = [
     "eigenflow.plugins.gans",
     "eigenflow.plugins.constraints",
