@@ -48,6 +48,7 @@ import torch
 
 from ...core.component import Metric
 from ...core.config import config, floating, integer, option, optional
+from ...core.directions import num_directions as count_directions
 from ...core.errors import InputError
 
 __all__ = [
@@ -59,16 +60,6 @@ __all__ = [
 ]
 
 Map = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _num_directions(traversal: Any) -> int:
-    count = getattr(traversal, "num_directions", None)
-    if isinstance(count, int):
-        return count
-    directions = getattr(traversal, "directions", None)
-    if isinstance(directions, torch.Tensor):
-        return int(directions.shape[1])
-    raise InputError("traversal: cannot tell how many directions it has (fit it first)")
 
 
 def unit_directions(traversal: Any, z0: torch.Tensor, k: int) -> torch.Tensor:
@@ -197,7 +188,7 @@ class PathLength(Metric):
         dtype = dtype or _parameter_dtype(generator)
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
             raise InputError(f"latent_dim: expected a positive integer, got {latent_dim!r}")
-        K = _num_directions(traversal)
+        K = count_directions(traversal)
         if cfg.num_directions is not None:
             K = min(K, cfg.num_directions)
         gen = torch.Generator().manual_seed(cfg.seed)

@@ -12,7 +12,7 @@ from torch import nn
 from ...core.checks import check_tensor
 from ...core.component import Metric
 from ...core.config import config, floating, integer, option, optional
-from ...core.errors import InputError
+from ...core.directions import num_directions as count_directions
 from ...runtime import CyclicBatches, TrainConfig, Trainer
 from .metric_tensor import metric_by_jacobian
 
@@ -30,16 +30,6 @@ class _FewShotLoss(nn.Module):
 
     def loss(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": nn.functional.cross_entropy(self.net(self.x[batch]), self.labels[batch])}
-
-
-def _num_directions(traversal: Any) -> int:
-    count = getattr(traversal, "num_directions", None)
-    if isinstance(count, int):
-        return count
-    directions = getattr(traversal, "directions", None)
-    if isinstance(directions, torch.Tensor):
-        return directions.shape[1]
-    raise InputError("traversal: cannot tell how many directions it has (fit it first)")
 
 
 @torch.no_grad()
@@ -61,7 +51,7 @@ def traversal_pairs(
     directions, not on the length of their steps). Returns ``x_0, x_T (N, ...)`` and
     ``k (N,)``.
     """
-    K = num_directions or _num_directions(traversal)
+    K = num_directions or count_directions(traversal)
     gen = torch.Generator().manual_seed(seed)
     z0 = torch.randn(num_pairs, latent_dim, generator=gen).to(device or "cpu")
     labels = torch.arange(num_pairs) % K
