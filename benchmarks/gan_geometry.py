@@ -157,6 +157,13 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def direction_verdict(agreeing: int, seeds: int) -> str:
+    """Whether a document's direction reproduces, from the seeds that agree with it."""
+    if agreeing == seeds:
+        return "reproduces"
+    return "does not reproduce" if agreeing == 0 else "is mixed"
+
+
 def docs_text(summary: dict[str, Any], seeds: list[int]) -> str:
     n = len(seeds)
     hh, al, he = summary["householder-gan"], summary["alignment-gan"], summary["hessian-analysis"]
@@ -193,7 +200,7 @@ def docs_text(summary: dict[str, Any], seeds: list[int]) -> str:
         )
     )
     better = hh["householder_better_seeds"]
-    verdict = "reproduces" if better == n else ("does not reproduce" if better == 0 else "is mixed")
+    verdict = direction_verdict(better, n)
     parts.append(
         f"The Householder directions have the lower path length in {better} of {n} seeds "
         f"(mean {hh['householder']['path_length']['mean'] * 1e3:.3g} against SeFa's "
@@ -226,7 +233,7 @@ def docs_text(summary: dict[str, Any], seeds: list[int]) -> str:
         )
     )
     raised = al["raises_score_seeds"]
-    verdict = "reproduces" if raised == n else ("does not reproduce" if raised == 0 else "is mixed")
+    verdict = direction_verdict(raised, n)
     parts.append(
         f"Chance is {al['chance'] * 100:.3g} % (Fréchet distances as above). The penalty "
         f"raises the Higgins score in {raised} of {n} seeds (mean "
