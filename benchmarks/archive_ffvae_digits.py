@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from eigenflow.bench.provenance import archive_record, write_generated
+from eigenflow.bench.provenance import archive_record, list_table, write_generated
 
 SCRIPT = "benchmarks/archive_ffvae_digits.py"
 RESULT = Path("benchmarks/results/ffvae-digits-cpu.json")
@@ -66,18 +66,17 @@ def rst(summary: dict, prov: dict, command: str) -> str:
         "current code**; ``tests/test_provenance.py`` reports it as archived and says whether "
         "the code it depends on has changed since that commit.",
         "",
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-        "   * - model",
-        *[f"     - {label}" for _, label in COLUMNS],
     ]
-    for key, label in ROWS:
-        lines.append(f"   * - {label}")
-        for column, _ in COLUMNS:
-            cell = summary[key][column]
-            lines.append(f"     - {cell['mean']:.1f} +- {cell['std']:.1f}")
-    return "\n".join(lines) + "\n"
+    body = [
+        [label, *(mean_std(summary[key][column]) for column, _ in COLUMNS)] for key, label in ROWS
+    ]
+    lines.append(list_table(["model", *(title for _, title in COLUMNS)], body))
+    return "\n".join(lines)
+
+
+def mean_std(cell: dict) -> str:
+    """``mean +- std`` of one summary cell, one decimal."""
+    return f"{cell['mean']:.1f} +- {cell['std']:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:

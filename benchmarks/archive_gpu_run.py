@@ -18,7 +18,7 @@ import csv
 import json
 from pathlib import Path
 
-from eigenflow.bench.provenance import archive_record, write_generated
+from eigenflow.bench.provenance import archive_record, list_table, write_generated
 
 SCRIPT = "benchmarks/archive_gpu_run.py"
 #: what gpu_check.sh measured: the bench harness and the matfn solvers (issue 3), batched-ed
@@ -52,14 +52,6 @@ def _f(text: str, fmt: str = ".3g") -> str:
     return format(float(text), fmt) if text not in ("", None) else "--"
 
 
-def _list_table(title: str, header: list[str], body: list[list[str]]) -> list[str]:
-    lines = [f".. list-table:: {title}", "   :header-rows: 1", ""]
-    for row in [header, *body]:
-        lines.append(f"   * - {row[0]}")
-        lines += [f"     - {cell}" for cell in row[1:]]
-    return [*lines, ""]
-
-
 def rst(folder: Path, prov: dict) -> str:
     """The archived run's tables: sqrt forward+backward (issue 3), batched eigh ratios
     (issue 5), the Householder product (issue 6)."""
@@ -71,8 +63,7 @@ def rst(folder: Path, prov: dict) -> str:
         "",
     ]
     sqrt = [r for r in _rows(folder / "issue3-sqrt.csv") if r["status"] == "ok"]
-    lines += _list_table(
-        "sqrt forward+backward, float32, cond 1e3 (issue3-sqrt.csv), milliseconds",
+    table = list_table(
         ["B x n", "solver", "mode", "fwd+bwd", "x eigh", "rel. error"],
         [
             [
@@ -85,11 +76,11 @@ def rst(folder: Path, prov: dict) -> str:
             ]
             for r in sqrt
         ],
+        title="sqrt forward+backward, float32, cond 1e3 (issue3-sqrt.csv), milliseconds",
     )
+    lines.append(table)
     eig = _rows(folder / "issue5-batched-ed.csv")
-    lines += _list_table(
-        "batched-ed eigh time over torch.linalg.eigh's, float32 (issue5-batched-ed.csv; "
-        "below 1: batched-ed faster)",
+    table = list_table(
         ["n", "batch", "batched-ed ms", "eigh ms", "ratio", "eig err", "orth err"],
         [
             [
@@ -103,18 +94,22 @@ def rst(folder: Path, prov: dict) -> str:
             ]
             for r in eig
         ],
+        title="batched-ed eigh time over torch.linalg.eigh's, float32 (issue5-batched-ed.csv; "
+        "below 1: batched-ed faster)",
     )
+    lines.append(table)
     hh = json.loads((folder / "issue6-householder.json").read_text())["rows"]
-    lines += _list_table(
-        "Householder product, d = 512, 512 reflectors, float32 (issue6-householder.json), "
-        "milliseconds",
+    table = list_table(
         ["columns", "method", "forward", "forward + backward"],
         [
             [str(r["columns"]), r["method"], _f(r["forward_ms"]), _f(r["forward_backward_ms"])]
             for r in hh
             if r["part"] == "product"
         ],
+        title="Householder product, d = 512, 512 reflectors, float32 (issue6-householder.json), "
+        "milliseconds",
     )
+    lines.append(table)
     return "\n".join(lines)
 
 

@@ -92,6 +92,19 @@ def test_generated_fragment_names_its_script(tmp_path):
     assert text.endswith("a  b\n")
 
 
+def test_list_table_parses_as_a_table_with_the_given_cells():
+    docutils_core = pytest.importorskip("docutils.core")
+    text = prov.list_table(["a", "b"], [["1", "x y"], ["2", "``z``"]], title="T")
+    doc = docutils_core.publish_doctree(text, settings_overrides={"report_level": 2})
+    assert doc.next_node(lambda n: n.tagname == "title").astext() == "T"
+    rows = [
+        [entry.astext() for entry in row.children]
+        for row in doc.findall(lambda n: n.tagname == "row")
+    ]
+    assert rows == [["a", "b"], ["1", "x y"], ["2", "z"]]
+    assert len(list(doc.findall(lambda n: n.tagname == "thead"))) == 1
+
+
 def test_record_command_quotes_patterns():
     rec = prov.record(
         "benchmarks/run_solvers.py", seeds=[0], config={}, dependencies=[], argv=["--solvers", "*"]
