@@ -112,7 +112,8 @@ def job_command(
     options = (*TABLE_OPTIONS, f"length={DATASETS[data]['length']}", *extra)
     for item in options:
         command += ["--set", item]
-    return [*command, "--out", str(out), "--quiet"]
+    # --overwrite: a re-run replaces the folders of the previous one (they are not stored)
+    return [*command, "--out", str(out), "--quiet", "--overwrite"]
 
 
 def run_job(data: str, seed: int, model: str, root: Path, extra: list[str]) -> Path:

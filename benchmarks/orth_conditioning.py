@@ -40,7 +40,8 @@ def run_one(seed: int, out: Path, steps: int | None) -> dict:
     spec = {"pipeline": "orth-conditioning", "seed": seed}
     if steps is not None:
         spec["steps"] = steps
-    summary = ef.Pipeline.from_config(spec).run(out=out, quiet=True)
+    # a re-run replaces the folders of the previous one (they are not stored)
+    summary = ef.Pipeline.from_config(spec).run(out=out, quiet=True, overwrite=True)
     return summary["stages"][0]["result"]
 
 

@@ -45,7 +45,8 @@ def run_one(dataset: str, seed: int, out: Path, args: argparse.Namespace) -> dic
         "compare": [{"name": "linear", "train_steps": args.flow_steps}, "sefa"],
         "vp": {"num_pairs": args.pairs, "epochs": args.epochs},
     }
-    summary = ef.Pipeline.from_config(spec).run(out=out, quiet=True)
+    # a re-run replaces the folders of the previous one (they are not stored)
+    summary = ef.Pipeline.from_config(spec).run(out=out, quiet=True, overwrite=True)
     return summary["stages"][0]["result"]["vp"]
 
 
