@@ -25,7 +25,7 @@ def test_job_command_puts_the_table_settings_before_the_users(runs, tmp_path):
     assert sets[:3] == ["data=shapes3d-lite", "seeds=[2]", 'models=["ffvae"]']
     assert "length=8" in sets
     assert sets.index("steps=300") < sets.index("steps=10")  # the later one wins
-    assert command[-3:] == ["--out", str(tmp_path), "--quiet"]
+    assert command[-4:] == ["--out", str(tmp_path), "--quiet", "--overwrite"]
 
 
 def test_merge_joins_the_jobs_by_model_in_seed_order(runs, tmp_path):
