@@ -7,13 +7,26 @@ One program per matrix runs the whole algorithm of :mod:`.torch_impl` in a singl
   rank-2 updates of the register tile (Eq. 3.22-3.23), with the WY factors ``W``, ``Y`` of
   ``P`` (Theorem 2) built in registers as well;
 - ``P^T`` (eigenvectors as rows) and the diagonals ``d``, ``e`` go to a per-matrix scratch
-  (the output buffers, a few KiB per matrix: they stay in L1/L2);
+  (a few KiB per matrix: they stay in L1/L2);
 - the shifted QR iterations run with per-matrix scalar control flow (deflation and the active
   block ``[lo, hi]`` are this matrix's own), each rotation reading two scalars and one
   eigenvector row and writing two rows (Eq. 3.44): the rotated values carry over in registers
   to the next rotation of the bulge chase;
-- eigenvalues are sorted by ranking inside the kernel and the eigenvectors written as
-  columns in that order.
+- eigenvalues are sorted by ranking inside the kernel (every comparison made on one loaded
+  copy of ``d``, so the ranks are a permutation whatever the memory system does) and the
+  eigenvectors written as columns, in that order, to their own output buffer (not in place
+  over the scratch rows they are read from).
+
+The first GPU run (H200, 2026-11-30, ``benchmarks/results/h200-2026-11-30``) returned
+eigenvector matrices with ``||V^T V - I||_2 = 1`` (as if a column were lost or repeated) at
+``n = 48``, and at ``n = 64`` with batches of 1024 and more, with correct eigenvalues; the
+first 64 of those ``n = 48`` inputs are exact to float32 rounding under the interpreter, so
+the fault needs the GPU. Two steps of the final sort could differ between GPU threads and
+cannot under the interpreter (the ranks compared two separate loads of ``d``, and the
+permutation was written in place over the rows it read); both are gone. Whether that was
+the cause is measured by ``benchmarks/batched_ed_gpu_diagnose.py`` on the next GPU run.
+Until then the solver's ``backend="auto"`` uses the kernel only for ``n <= 32``
+(``solver.TRITON_AUTO_MAX_N``), the sizes the GPU run verified.
 
 Triton is an optional dependency: this module is imported only by the ``triton`` backend.
 On a CPU the kernel runs under the Triton interpreter (``TRITON_INTERPRET=1``), which is how
@@ -58,6 +71,7 @@ def _eigh_kernel(
     A_ptr,
     L_ptr,
     V_ptr,
+    S_ptr,
     D_ptr,
     E_ptr,
     conv_ptr,
@@ -113,7 +127,7 @@ def _eigh_kernel(
     tl.store(D_ptr + vec + rows, d)
     tl.store(E_ptr + vec + cols, tl.where(cols < n - 1, e, 0.0))
     # eigenvector j (column j of P) as row j of the scratch
-    tl.store(V_ptr + mat + cols[None, :] * n + rows[:, None], P, mask=inside)
+    tl.store(S_ptr + mat + cols[None, :] * n + rows[:, None], P, mask=inside)
     tl.debug_barrier()
 
     # ---- shifted QR iterations with per-matrix deflation
@@ -154,7 +168,7 @@ def _eigh_kernel(
         cj = 1.0 / tl.sqrt(1.0 + t * t)
         x = tl.where(two_by_two, cj, x)
         z = tl.where(two_by_two, -t * cj, z)
-        vk = tl.load(V_ptr + mat + lo * n + cols, mask=cols < n, other=0.0)
+        vk = tl.load(S_ptr + mat + lo * n + cols, mask=cols < n, other=0.0)
         for k in range(lo, hi):
             b = tl.load(D_ptr + vec + k + 1)
             r = tl.sqrt(x * x + z * z)
@@ -174,28 +188,28 @@ def _eigh_kernel(
             g = tl.load(E_ptr + vec + k + 1, mask=k + 1 < n - 1, other=0.0)
             z = s * g
             f = c * g
-            vk1 = tl.load(V_ptr + mat + (k + 1) * n + cols, mask=cols < n, other=0.0)
-            tl.store(V_ptr + mat + k * n + cols, c * vk + s * vk1, mask=cols < n)
+            vk1 = tl.load(S_ptr + mat + (k + 1) * n + cols, mask=cols < n, other=0.0)
+            tl.store(S_ptr + mat + k * n + cols, c * vk + s * vk1, mask=cols < n)
             vk = c * vk1 - s * vk
         tl.store(D_ptr + vec + hi, a)
         tl.store(E_ptr + vec + hi - 1, x)
-        tl.store(V_ptr + mat + hi * n + cols, vk, mask=cols < n)
+        tl.store(S_ptr + mat + hi * n + cols, vk, mask=cols < n)
         steps += 1
         lo, hi = _deflate(D_ptr, E_ptr, vec, rows, n, tol, tiny)
     tl.store(conv_ptr + pid, (hi == 0).to(tl.int8))
     tl.store(steps_ptr + pid, steps)
 
     # ---- sort ascending by ranking, write eigenvectors as columns
+    # One load of d: both sides of every comparison are the same registers, so the ranks of
+    # the n entries are a permutation of 0..n-1 (ties broken by position).
     dv = tl.load(D_ptr + vec + rows)
-    dc = tl.load(D_ptr + vec + cols)
-    valid = cols[None, :] < n
-    before = (dc[None, :] < dv[:, None]) | (
-        (dc[None, :] == dv[:, None]) & (cols[None, :] < rows[:, None])
+    valid = rows[None, :] < n
+    before = (dv[None, :] < dv[:, None]) | (
+        (dv[None, :] == dv[:, None]) & (rows[None, :] < rows[:, None])
     )
     rank = tl.sum(tl.where(valid & before, 1, 0), axis=1)
     tl.store(L_ptr + vec + rank, dv * scale, mask=rows < n)
-    Vt = tl.load(V_ptr + mat + rows[:, None] * n + cols[None, :], mask=inside, other=0.0)
-    tl.debug_barrier()
+    Vt = tl.load(S_ptr + mat + rows[:, None] * n + cols[None, :], mask=inside, other=0.0)
     tl.store(V_ptr + mat + cols[None, :] * n + rank[:, None], Vt, mask=inside)
 
 
@@ -209,6 +223,7 @@ def batched_eigh(
     tol: float | None = None,
     max_sweeps_per_dim: int = 15,
     shift: str = "double-wilkinson",
+    num_warps: int | None = None,
 ) -> BatchedEighResult:
     """Eigendecomposition of symmetric ``A (B, n, n)``, ``n <= 64``, in one kernel launch.
 
@@ -216,7 +231,8 @@ def batched_eigh(
     largest number of QR steps any matrix took, as a 0-d tensor on ``A``'s device (the kernel
     decides convergence on the device; nothing here reads a value on the host). ``A`` must be
     on a CUDA device, or on the CPU with ``TRITON_INTERPRET=1`` set before this module was
-    imported.
+    imported. ``num_warps``: warps per program (``None``: 4 up to ``n = 16``, else 8), for
+    diagnosing the kernel (``benchmarks/batched_ed_gpu_diagnose.py``).
     """
     B, n, _ = A.shape
     if n > MAX_N:
@@ -231,15 +247,16 @@ def batched_eigh(
     A = A.contiguous()
     L = A.new_empty(B, NP)
     V = A.new_empty(B, n, n)
+    scratch = A.new_empty(B, n, n)  # eigenvectors as rows while the QR steps rotate them
     D = A.new_empty(B, NP)
     E = A.new_zeros(B, NP)
     converged = torch.empty(B, dtype=torch.int8, device=A.device)
     steps = torch.empty(B, dtype=torch.int32, device=A.device)
     if B > 0:
         _eigh_kernel[(B,)](
-            A, L, V, D, E, converged, steps, n, tol, torch.finfo(A.dtype).tiny,
+            A, L, V, scratch, D, E, converged, steps, n, tol, torch.finfo(A.dtype).tiny,
             2 * max_sweeps_per_dim * n, NP=NP, DOUBLE_SHIFT=shift == "double-wilkinson",
-            num_warps=4 if NP <= 16 else 8,
+            num_warps=num_warps or (4 if NP <= 16 else 8),
         )  # fmt: skip
     # kept on the device: reading it would be a host synchronisation per call
     qr_steps = steps.amax() if B > 0 else 0
