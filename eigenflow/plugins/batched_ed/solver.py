@@ -16,6 +16,7 @@ from ...core.spectral import GradientRule, eigh_autograd, exact_rule
 from . import torch_impl
 
 __all__ = [
+    "TRITON_AUTO_MAX_N",
     "TRITON_MAX_N",
     "BatchedEDConfig",
     "BatchedEDSolver",
@@ -25,6 +26,9 @@ __all__ = [
 
 #: Largest matrix size the fused Triton kernel handles (each matrix stays on chip).
 TRITON_MAX_N = 64
+#: Largest matrix size for which ``backend="auto"`` uses the kernel: the sizes whose
+#: eigenvectors the first GPU run verified (``triton_impl``'s module docstring).
+TRITON_AUTO_MAX_N = 32
 
 
 @config
@@ -43,8 +47,9 @@ class BatchedEDConfig:
         "auto",
         validator=one_of(("auto", "torch", "triton")),
         help="'torch' (pure PyTorch, any device and size), 'triton' (fused kernel, CUDA or "
-        "TRITON_INTERPRET=1, n <= 64) or 'auto' (triton on CUDA for n <= 64 when triton is "
-        "installed, else torch)",
+        "TRITON_INTERPRET=1, n <= 64) or 'auto' (triton on CUDA for n <= 32 when triton is "
+        "installed, else torch: the first GPU run returned wrong eigenvectors from the kernel "
+        "at n = 48 and 64, see docs/batched-ed.rst)",
     )
     backward: str = option(
         "pade",
@@ -119,9 +124,10 @@ class BatchedEDSolver(EighSolver):
     second_order: ClassVar[bool] = True
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-4, torch.float64: 1e-11}
     trace_blocker: ClassVar[str | None] = (
-        "the PyTorch implementation (CPU, and CUDA for n > 64) reads the active block range "
-        "of the QR sweeps on the host once per sweep, to stop when every matrix has "
-        "converged; the Triton kernel (CUDA, n <= 64) decides convergence on the device"
+        "the PyTorch implementation (CPU, and CUDA for n > 32 with backend='auto') reads the "
+        "active block range of the QR sweeps on the host once per sweep, to stop when every "
+        "matrix has converged; the Triton kernel (CUDA, n <= 64) decides convergence on the "
+        "device"
     )
     # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
     # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
@@ -159,7 +165,7 @@ class BatchedEDSolver(EighSolver):
         """The implementation used for ``A (B, n, n)``: ``"torch"`` or ``"triton"``."""
         choice = self.config.backend
         if choice == "auto":
-            usable = A.is_cuda and A.shape[-1] <= TRITON_MAX_N and _triton_available()
+            usable = A.is_cuda and A.shape[-1] <= TRITON_AUTO_MAX_N and _triton_available()
             usable = usable and not _TRITON_BROKEN
             return "triton" if usable else "torch"
         if choice == "triton" and A.shape[-1] > TRITON_MAX_N:
