@@ -10,12 +10,16 @@ Two parts, one run, one device:
    compact WY form of eigenflow (Theorem 6) against a sequential product of reflectors and
    against ``torch.linalg.householder_product`` (LAPACK/cuSOLVER ``orgqr``, what torch's own
    orthogonal parametrization uses), forward and forward+backward, full (``d`` columns) and
-   low rank (the first ``c`` columns, as the ``householder`` projector of rank ``c`` needs).
+   low rank (the first ``c`` columns, as the ``householder`` projector of rank ``c`` needs);
+   with ``--blocks`` the compact WY product once per WY block size (``householder_columns``'s
+   ``block``: the library's 64, or e.g. 128 and one block of all ``d``, which trade more
+   flops for fewer, larger products and fewer sequential steps).
 
 Usage::
 
     python benchmarks/constraints_bench.py            # CPU, one thread: the stored result
-    python benchmarks/constraints_bench.py --device cuda --skip-steps --out issue6.json
+    python benchmarks/constraints_bench.py --device cuda --skip-steps --blocks 64,128,512 \
+        --out issue6.json
 
 On the CPU the defaults write ``benchmarks/results/constraints-cpu-1thread.json`` (with its
 provenance) and the tables of ``docs/constraints.rst`` (``docs/generated/constraints_bench.inc``);
@@ -25,6 +29,7 @@ on another device give ``--out`` (and ``--docs`` for a table).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -44,6 +49,8 @@ from eigenflow.plugins.constraints.householder_products import householder_colum
 SCRIPT = "benchmarks/constraints_bench.py"
 #: the measured code: every constraint plugin and its Householder products
 DEPENDENCIES = ("eigenflow.plugins.constraints",)
+#: the WY block size ``householder_columns`` uses unless told otherwise
+DEFAULT_BLOCK = inspect.signature(householder_columns).parameters["block"].default
 
 CONSTRAINTS: list[tuple[str, dict[str, Any]]] = [
     ("nog", {"method": "svd"}),
@@ -147,8 +154,23 @@ def lapack_inputs(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return V, tau
 
 
-def product_timings(d: int, m: int, columns: int, device: torch.device, repeats: int) -> list[dict]:
-    """Forward and forward+backward of the three products (float32)."""
+def _wy_label(block: int, m: int, blocks: tuple[int, ...]) -> str:
+    """``compact-wy (eigenflow)`` for the one default block size, else the block named."""
+    if blocks == (DEFAULT_BLOCK,):
+        return "compact-wy (eigenflow)"
+    return f"compact-wy (eigenflow, {'one block' if block >= m else f'blocks of {block}'})"
+
+
+def product_timings(
+    d: int,
+    m: int,
+    columns: int,
+    device: torch.device,
+    repeats: int,
+    blocks: tuple[int, ...] = (DEFAULT_BLOCK,),
+) -> list[dict]:
+    """Forward and forward+backward of the three products (float32); the compact WY product
+    once per WY block size in ``blocks``."""
     torch.manual_seed(0)
     vectors = torch.randn(m, d, device=device)
     probe = torch.randn(d, columns, device=device)
@@ -165,7 +187,13 @@ def product_timings(d: int, m: int, columns: int, device: torch.device, repeats:
         return call
 
     peers = {
-        "compact-wy (eigenflow)": (lambda h: householder_columns(h, columns), (vectors,)),
+        _wy_label(b, m, blocks): (
+            lambda h, b=b: householder_columns(h, columns, block=b),
+            (vectors,),
+        )
+        for b in blocks
+    }
+    peers |= {
         "sequential": (lambda h: sequential_columns(h, columns), (vectors,)),
         "torch.linalg.householder_product": (
             lambda A, t: torch.linalg.householder_product(A, t),
@@ -261,6 +289,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--skip-steps", action="store_true", help="only the product part")
     parser.add_argument(
+        "--blocks",
+        type=lambda text: tuple(int(v) for v in text.split(",") if v),
+        default=(DEFAULT_BLOCK,),
+        help="WY block sizes of the compact WY product, one row each (default: the library's "
+        f"{DEFAULT_BLOCK}; a size >= d is one block: fewer, larger products, which a GPU may "
+        "prefer)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -291,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps(meta))
     rows: list[dict] = []
     for columns in (args.d, args.rank):
-        part = product_timings(args.d, args.d, columns, device, args.repeats)
+        part = product_timings(args.d, args.d, columns, device, args.repeats, args.blocks)
         _print_table(
             part, ["d", "reflectors", "columns", "method", "forward_ms", "forward_backward_ms"]
         )
@@ -302,6 +338,7 @@ def main(argv: list[str] | None = None) -> dict:
             _print_table(part, ["layers", "d", "constraint", "step_ms", "overhead_ms"])
             rows += part
     config = {k: getattr(args, k) for k in ("device", "d", "many", "rank", "repeats", "skip_steps")}
+    config["blocks"] = list(args.blocks)
     config["threads"] = torch.get_num_threads()
     provenance = record(
         SCRIPT, seeds=[0], config=config, dependencies=imported_modules(DEPENDENCIES), argv=argv
