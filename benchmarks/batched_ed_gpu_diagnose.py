@@ -4,11 +4,14 @@ The archived H200 run (``benchmarks/results/h200-2026-11-30/issue5-batched-ed.cs
 correct eigenvalues but ``||V^T V - I||_2 = 1`` at ``n = 48`` and at ``n = 64`` with 1024 and
 4096 matrices; the same inputs are exact under the Triton interpreter. This script runs the
 kernel on those inputs (``batched_ed_bench.py``'s matrices and seeds) with 1, 4 and 8
-warps per program, and the PyTorch implementation on the same device as a control, and
-reports per run how many matrices are wrong and, for the first wrong one, what is wrong with
-its eigenvectors: zero columns, repeated columns (``|v_i^T v_j| > 0.99``), unsorted or wrong
-eigenvalues. One run per warp count tells a fault between warps (gone with one warp) from one
-in the algorithm. Results go to ``--out`` as JSON with the provenance of the run.
+warps per program, with ``torch.linalg.eigh`` and the PyTorch implementation on the same
+device as controls, and reports per run how many matrices are wrong and, for the first wrong
+one, what is wrong with its eigenvectors: zero columns, repeated columns (``|v_i^T v_j| >
+0.99``), unsorted or wrong eigenvalues. One run per warp count tells a fault between warps
+(gone with one warp) from one in the algorithm. Each row also has its median time, and two
+small-``n`` configurations are added for the speed target there (``n <= 32``: the number of
+warps per program is the kernel's main free parameter). Results go to ``--out`` as JSON with
+the provenance of the run.
 
 Examples::
 
@@ -28,14 +31,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from batched_ed_bench import random_symmetric
+from batched_ed_bench import random_symmetric, time_call
 
 from eigenflow.bench.provenance import imported_modules, record
 
 SCRIPT = "benchmarks/batched_ed_gpu_diagnose.py"
 DEPENDENCIES = ("eigenflow.plugins.batched_ed",)
-#: (n, batch) of the archived run where the eigenvectors were wrong
-CONFIGS = ((48, 64), (64, 1024))
+#: (n, batch) of the archived run where the eigenvectors were wrong, then two of the small-n
+#: target's (n <= 32, batch >= 256: at least as fast as torch.linalg.eigh), where the run's
+#: 8 warps per program were 1.5-1.9x slower than eigh and fewer may be faster
+CONFIGS = ((48, 64), (64, 1024), (16, 4096), (32, 4096))
 #: warps per program: one (no fault between warps possible), the default's 8, and 4; each is a
 #: separate compilation of the kernel (seconds on a GPU), hence not every count
 WARPS = (1, 4, 8)
@@ -98,25 +103,38 @@ def summarise(A: torch.Tensor, L: torch.Tensor, V: torch.Tensor, converged: torc
     return out
 
 
-def diagnose(configs, warps, device: str, dtype: torch.dtype) -> list[dict]:
-    """One row per (configuration, backend/warps)."""
+def _eigh_result(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    L, V = torch.linalg.eigh(A)
+    return L, V, torch.ones(A.shape[0], dtype=torch.bool)
+
+
+def diagnose(configs, warps, device: str, dtype: torch.dtype, repeats: int = 5) -> list[dict]:
+    """One row per (configuration, method): errors, the first wrong matrix described, and the
+    median time of ``repeats`` calls in ms (after the checked call, which compiles)."""
     if device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"  # before the kernel module is imported
     from eigenflow.plugins.batched_ed import torch_impl, triton_impl
 
+    def triple(result) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return result.eigenvalues, result.eigenvectors, result.converged
+
     rows = []
     for n, batch in configs:
         A = random_symmetric(n, batch, dtype, device, seed=n * 7919 + batch)
-        runs = [("torch", None, lambda A=A: torch_impl.batched_eigh(A))]
+        runs = [
+            ("torch.linalg.eigh", None, lambda A=A: _eigh_result(A)),
+            ("torch", None, lambda A=A: triple(torch_impl.batched_eigh(A))),
+        ]
         runs += [
-            ("triton", w, lambda A=A, w=w: triton_impl.batched_eigh(A, num_warps=w)) for w in warps
+            ("triton", w, lambda A=A, w=w: triple(triton_impl.batched_eigh(A, num_warps=w)))
+            for w in warps
         ]
         for backend, w, call in runs:
             row = {"n": n, "batch": batch, "backend": backend, "num_warps": w}
             try:
                 with torch.no_grad():
-                    result = call()
-                row.update(summarise(A, result.eigenvalues, result.eigenvectors, result.converged))
+                    row.update(summarise(A, *call()))
+                    row["ms"] = 1e3 * time_call(call, device, repeats, warmup=0)
             except Exception as err:  # a launch that fails is a finding, not the end
                 row["error"] = f"{type(err).__name__}: {err}"[:500]
             print(json.dumps({k: v for k, v in row.items() if k != "first wrong"}), flush=True)
@@ -130,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--configs", type=_pairs, default=CONFIGS, help="NxBATCH,...")
     parser.add_argument("--warps", type=_ints, default=WARPS)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per row")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    rows = diagnose(args.configs, args.warps, args.device, getattr(torch, args.dtype))
+    rows = diagnose(args.configs, args.warps, args.device, getattr(torch, args.dtype), args.repeats)
     environment = {"torch": torch.__version__}
     try:
         import triton
@@ -150,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": args.dtype,
             "configs": [list(c) for c in args.configs],
             "warps": list(args.warps),
+            "repeats": args.repeats,
             **environment,
         },
         dependencies=[*imported_modules(DEPENDENCIES), "benchmarks/batched_ed_bench.py"],

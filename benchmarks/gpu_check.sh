@@ -44,8 +44,9 @@ if [ "$WHAT" != tests ]; then
     --sizes 8,16,32,48,64 --batches 64,1024,4096 --quiet --max-seconds 2 \
     --out "$RES/issue5" > "$RES/issue5.log" 2>&1
   echo "issue5 rc=$?" >> "$OUT/env.txt"
-  # the first GPU run's wrong eigenvectors at n = 48, 64: per warp count, with a PyTorch control
-  timeout 90 python3 benchmarks/batched_ed_gpu_diagnose.py --out "$RES/issue5-diagnose.json" \
+  # the first GPU run's wrong eigenvectors at n = 48, 64, and the small-n speed, per warp count
+  # (1, 4, 8), with torch.linalg.eigh and the PyTorch implementation as controls
+  timeout 150 python3 benchmarks/batched_ed_gpu_diagnose.py --out "$RES/issue5-diagnose.json" \
     > "$RES/issue5-diagnose.log" 2>&1
   echo "issue5-diagnose rc=$?" >> "$OUT/env.txt"
   cp "$RES/issue5-diagnose.log" "$OUT/" 2>/dev/null

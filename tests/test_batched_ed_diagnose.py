@@ -68,20 +68,18 @@ def test_runs_end_to_end(diag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     if device == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "1")
     out = tmp_path / "diagnose.json"
-    argv = ["--device", device, "--configs", "5x3,7x2", "--warps", "1,4", "--out", str(out)]
+    argv = ["--device", device, "--configs", "5x3,7x2", "--warps", "1,4", "--repeats", "1"]
+    argv += ["--out", str(out)]
     assert diag.main(argv) == 0
     data = json.loads(out.read_text())
     assert data["provenance"]["command"].endswith(" ".join(argv))
     rows = data["rows"]
+    methods = [("torch.linalg.eigh", None), ("torch", None), ("triton", 1), ("triton", 4)]
     assert [(r["n"], r["backend"], r["num_warps"]) for r in rows] == [
-        (5, "torch", None),
-        (5, "triton", 1),
-        (5, "triton", 4),
-        (7, "torch", None),
-        (7, "triton", 1),
-        (7, "triton", 4),
+        (n, *method) for n in (5, 7) for method in methods
     ]
     for row in rows:
         assert "error" not in row, row
         assert row["wrong (orthogonality > 1e-3)"] == 0 and row["converged"] == row["matrices"]
         assert row["max orth error"] < 1e-5 and row["max eig error"] < 1e-5
+        assert row["ms"] > 0
