@@ -82,4 +82,4 @@ def test_runs_end_to_end(diag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert "error" not in row, row
         assert row["wrong (orthogonality > 1e-3)"] == 0 and row["converged"] == row["matrices"]
         assert row["max orth error"] < 1e-5 and row["max eig error"] < 1e-5
-        assert row["ms"] > 0
+        assert (row["ms"] > 0) if row["backend"] != "torch" else ("ms" not in row)
