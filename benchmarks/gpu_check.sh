@@ -24,7 +24,7 @@ if [ "$WHAT" != bench ]; then
   for f in $(grep -l "mark.cuda" tests/test_*.py); do
     echo "=== $f" >> "$OUT/cuda-tests.log"
     timeout 120 python3 -m pytest -q -m cuda -p no:cacheprovider -rf "$f" >> "$OUT/cuda-tests.log" 2>&1
-    echo "$f rc=$?" >> "$OUT/env.txt"
+    echo "$f rc=$? at ${SECONDS}s" >> "$OUT/env.txt"
   done
 fi
 
@@ -37,24 +37,24 @@ if [ "$WHAT" != tests ]; then
     --size 48,64 --solvers "mpa-lya,mpa-lya:lya_symmetric=true,$MPA_THESIS,ns" --cuda-graph \
     --repeats 20 --no-plots --quiet \
     --max-time 5 --out "$RES/issue3" > "$RES/issue3.log" 2>&1
-  echo "issue3 rc=$?" >> "$OUT/env.txt"
+  echo "issue3 rc=$? at ${SECONDS}s" >> "$OUT/env.txt"
   # issue 5: the Triton kernel's batched eigh against torch.linalg.eigh (backend 'triton':
   # 'auto' uses the kernel only up to n = 32 until its n = 48, 64 eigenvectors are verified)
   timeout 120 python3 benchmarks/batched_ed_bench.py --device cuda --backend triton \
     --sizes 8,16,32,48,64 --batches 64,1024,4096 --quiet --max-seconds 2 \
     --out "$RES/issue5" > "$RES/issue5.log" 2>&1
-  echo "issue5 rc=$?" >> "$OUT/env.txt"
+  echo "issue5 rc=$? at ${SECONDS}s" >> "$OUT/env.txt"
   # the first GPU run's wrong eigenvectors at n = 48, 64, and the small-n speed, per warp count
   # (1, 4, 8), with torch.linalg.eigh and the PyTorch implementation as controls
   timeout 150 python3 benchmarks/batched_ed_gpu_diagnose.py --out "$RES/issue5-diagnose.json" \
     > "$RES/issue5-diagnose.log" 2>&1
-  echo "issue5-diagnose rc=$?" >> "$OUT/env.txt"
+  echo "issue5-diagnose rc=$? at ${SECONDS}s" >> "$OUT/env.txt"
   cp "$RES/issue5-diagnose.log" "$OUT/" 2>/dev/null
   # issue 6: Householder product against householder_product, d = 512
   # (WY blocks of 64, the library's, of 128, and one block: fewer launches, more flops)
   timeout 90 python3 benchmarks/constraints_bench.py --device cuda --skip-steps \
     --blocks 64,128,512 --out "$RES/issue6.json" > "$RES/issue6.log" 2>&1
-  echo "issue6 rc=$?" >> "$OUT/env.txt"
+  echo "issue6 rc=$? at ${SECONDS}s" >> "$OUT/env.txt"
 fi
 
 tar -czf "$OUT/results.tgz" -C "$RES" .
