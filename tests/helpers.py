@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +30,14 @@ def run_python(
         timeout=300,
         check=False,
     )
+
+
+def load_benchmark_script(name: str) -> ModuleType:
+    """The module of ``benchmarks/<name>.py`` (the scripts are not a package), imported under
+    ``<name>_script``."""
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_script", ROOT / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

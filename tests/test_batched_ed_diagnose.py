@@ -9,18 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_benchmark_script
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "batched_ed_gpu_diagnose.py"
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
 @pytest.fixture(scope="module")
 def diag():
-    spec = importlib.util.spec_from_file_location("batched_ed_gpu_diagnose", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("batched_ed_gpu_diagnose")
 
 
 def exact_eigh(n: int, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ffvae_digits_runs.py"
+from helpers import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def runs():
-    spec = importlib.util.spec_from_file_location("ffvae_digits_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("ffvae_digits_runs")
 
 
 def test_job_command_puts_the_table_settings_before_the_users(runs, tmp_path):
