@@ -59,6 +59,23 @@ def test_compact_wy_equals_sequential_product(m, d):
     torch.testing.assert_close(householder_columns(h, 2), seq[..., :2], atol=1e-13, rtol=0)
 
 
+@pytest.mark.parametrize("block", [1, 3, 7, 20, None])
+def test_blocked_compact_wy_equals_sequential_product(block):
+    """Blocks of ``b < m`` reflectors applied from the last block to the first (the library
+    default is 64, above the sizes of the other tests), a block size that does not divide
+    ``m``, one block, and one reflector per block: same product, same gradient."""
+    m, d = 20, 11
+    h = torch.randn(2, m, d, generator=_gen(7), dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(d, 4, generator=_gen(8), dtype=torch.float64)
+    seq = householder_sequential(h)
+    for columns in (d, 4):
+        Q = householder_columns(h, columns, block=block)
+        torch.testing.assert_close(Q, seq[..., :columns], atol=1e-13, rtol=0)
+    (g_blocked,) = torch.autograd.grad((householder_columns(h, 4, block=block) * probe).sum(), h)
+    (g_seq,) = torch.autograd.grad((seq[..., :4] * probe).sum(), h)
+    torch.testing.assert_close(g_blocked, g_seq, atol=1e-12, rtol=0)
+
+
 def test_compact_wy_gradient_equals_sequential_gradient():
     h = torch.randn(5, 8, generator=_gen(1), dtype=torch.float64, requires_grad=True)
     probe = torch.randn(8, 3, generator=_gen(2), dtype=torch.float64)
