@@ -125,6 +125,49 @@ def test_special_matrices_match_eigh(n: int, dtype: torch.dtype) -> None:
             raise AssertionError(f"{name}: {err}") from None
 
 
+def rounding_hard_matrices(n: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Inputs whose Householder columns or rotations are zero up to rounding or tiny: the
+    all-ones and integer rank-one matrices (float32 rounding leaves columns of norm ~1e-8
+    and smaller), a tiny coupling, and entries near the top of the range (exact eigenvalues
+    by float64 ``eigh`` on the same numbers)."""
+    v = torch.randint(1, 4, (n,), generator=_gen(n)).to(dtype)
+    tiny = 1e-20 if dtype == torch.float32 else 1e-160
+    coupled = torch.diag(torch.arange(1.0, n + 1, dtype=dtype))
+    coupled[0, 1] = coupled[1, 0] = tiny
+    # a diagonal entry above half the range (a + a overflows), eigenvalues still representable
+    top = torch.finfo(dtype).max
+    huge = random_symmetric(n, 1, seed=n)[0] * (1e-3 * top / (2 * n))
+    huge[0, 0] = 0.6 * top
+    huge = huge.to(dtype)
+    return {
+        "ones": torch.ones(n, n, dtype=dtype),
+        "integer rank one": v[:, None] * v[None, :],
+        "tiny coupling": coupled,
+        "near overflow": huge,
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n", [3, 9, 10, 21, 26, 34, 45, 46])
+def test_rounding_hard_matrices_match_eigh(n: int, dtype: torch.dtype) -> None:
+    """Before the reflectors were formed from ``x / max|x|`` and the rotations from
+    ``(x, z) / max(|x|, |z|)``, these gave ``tau = inf`` (NaN eigenvalues and a
+    ConvergenceError, e.g. ``ones(21, 21)`` in float32) or rotations whose ``c^2 + s^2`` drifted
+    from 1 (orthogonality error 4e-3 at n = 34); ``(A + A^T) / 2`` overflowed to NaN above half
+    the range."""
+    tol = float32_tolerance(n) if dtype == torch.float32 else TOL[dtype]
+    for name, A in rounding_hard_matrices(n, dtype).items():
+        result = torch_impl.batched_eigh(A.unsqueeze(0))
+        assert result.converged.all(), name
+        # checked on A / max|A| (the reference's norms of the near-overflow case overflow)
+        peak = A.abs().max().double()
+        L = result.eigenvalues.double() / peak
+        try:
+            assert_eigh_accuracy(A.unsqueeze(0).double() / peak, L, result.eigenvectors, tol)
+        except AssertionError as err:
+            raise AssertionError(f"{name}: {err}") from None
+
+
 def test_diagonal_and_zero_need_no_qr_steps() -> None:
     D = torch.diag_embed(torch.tensor([[3.0, -1.0, 2.0, 0.5]], dtype=torch.float64))
     result = torch_impl.batched_eigh(torch.cat([D, torch.zeros_like(D)]))
@@ -359,6 +402,26 @@ def _square_wishart(n: int, batch: int, seed: int) -> torch.Tensor:
     near 0), on which the first GPU run's eigenvectors were wrong at n = 48 and 64."""
     X = torch.randn(batch, n, n, dtype=torch.float64, generator=_gen(seed))
     return X @ X.mT / n
+
+
+@triton_only
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_triton_kernel_on_rounding_hard_matrices(triton_impl, dtype: torch.dtype) -> None:
+    """The kernel's reflectors and rotations on the inputs of
+    :func:`test_rounding_hard_matrices_match_eigh` (small sizes: the interpreter is slow).
+    Before the fix the tiny coupling returned ``[nan, 3.1e-41, 4.3e+15]`` in float32."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tol = TOL[dtype]
+    for n in (3, 9) if dtype == torch.float32 else (3,):
+        for name, A in rounding_hard_matrices(n, dtype).items():
+            result = triton_impl.batched_eigh(A.unsqueeze(0).to(device))
+            assert result.converged.all(), name
+            peak = A.abs().max().double()
+            L, V = result.eigenvalues.cpu().double() / peak, result.eigenvectors.cpu()
+            try:
+                assert_eigh_accuracy(A.unsqueeze(0).double() / peak, L, V, tol)
+            except AssertionError as err:
+                raise AssertionError(f"n = {n}, {name}: {err}") from None
 
 
 @triton_only

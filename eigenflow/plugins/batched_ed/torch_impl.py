@@ -53,20 +53,25 @@ def householder_vector(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
 
     Eq. 3.24: ``u = x - beta e_1`` with ``|beta| = ||x||``; the sign of ``beta`` is opposite to
     ``x_1`` so that ``u_1 = x_1 - beta`` involves no cancellation. ``tau = 2 / ||u||^2``
-    (Eq. 3.21), and ``tau = 0`` (no reflection) when ``x`` is already zero.
+    (Eq. 3.21), and ``tau = 0`` (no reflection) when ``x`` is already zero. ``H`` does not
+    change when ``u`` is scaled, so ``u`` is formed from ``x / max|x|``: its squared norm lies
+    in ``[2, 4m]`` and ``tau`` cannot overflow however small ``x`` is (a column that is zero up
+    to rounding, e.g. of a rank-one matrix, would otherwise give ``tau = inf`` and NaN).
 
     Returns ``u (B, m)``, ``tau (B,)``, ``beta (B,)``.
     """
-    alpha = x[:, 0]
-    norm = torch.linalg.vector_norm(x, dim=-1)
+    peak = x.abs().amax(dim=-1)
+    nonzero = peak > 0
+    xs = x / torch.where(nonzero, peak, 1.0).unsqueeze(-1)
+    alpha = xs[:, 0]
+    norm = torch.linalg.vector_norm(xs, dim=-1)
     sign = torch.where(alpha >= 0, 1.0, -1.0).to(x.dtype)
-    beta = -sign * norm
-    u = x.clone()
-    u[:, 0] = alpha - beta
-    # ||u||^2 = 2 ||x|| (||x|| + |alpha|), exact in terms of already computed quantities
+    u = xs.clone()
+    u[:, 0] = alpha + sign * norm
+    # ||u||^2 = 2 ||xs|| (||xs|| + |alpha|) >= 2 for xs != 0, from already computed quantities
     unorm2 = 2.0 * norm * (norm + alpha.abs())
-    tau = torch.where(unorm2 > 0, 2.0 / torch.where(unorm2 > 0, unorm2, 1.0), 0.0)
-    return u, tau, beta
+    tau = torch.where(nonzero, 2.0 / torch.where(nonzero, unorm2, 1.0), 0.0)
+    return u, tau, -sign * norm * peak
 
 
 def tridiagonalize(
@@ -232,11 +237,15 @@ def _qr_step(
         prev = e[:, k - 1] if k > 0 else zero
         x = torch.where(start, x_start[:, k], prev)
         z = torch.where(start, f, bulge)
-        r = torch.hypot(x, z)
-        ok = active & (r > 0)
-        r_safe = torch.where(ok, r, 1.0)  # no rotation where inactive or x = z = 0
-        c = torch.where(exact, jc, torch.where(ok, x / r_safe, 1.0))
-        s = torch.where(exact, js, torch.where(ok, z / r_safe, 0.0))
+        # (c, s) = (x, z) / r from (x, z) / max(|x|, |z|): with subnormal x and z the
+        # quotients x / r would carry a few bits only, and c^2 + s^2 would drift from 1
+        peak = torch.maximum(x.abs(), z.abs())
+        ok = active & (peak > 0)
+        peak = torch.where(ok, peak, 1.0)  # no rotation where inactive or x = z = 0
+        xs, zs = x / peak, z / peak
+        r = torch.hypot(xs, zs)
+        c = torch.where(exact, jc, torch.where(ok, xs / r, 1.0))
+        s = torch.where(exact, js, torch.where(ok, zs / r, 0.0))
         cc, ss, cs = c * c, s * s, c * s
         two_csf = 2.0 * cs * f
         new_a = cc * a + two_csf + ss * b
@@ -362,7 +371,7 @@ def batched_eigh(
         flags = torch.ones(0, dtype=torch.bool, device=A.device)
         return BatchedEighResult(empty, A.new_empty(0, n, n), flags, 0)
     tol = torch.finfo(A.dtype).eps if tol is None else tol
-    A = 0.5 * (A + A.mT)
+    A = 0.5 * A + 0.5 * A.mT  # not (A + A^T) / 2, which overflows above half the range
     scale = A.abs().amax(dim=(-2, -1))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     A = A / scale[:, None, None]

@@ -90,7 +90,7 @@ def _eigh_kernel(
     mat = pid * n * n
     vec = pid * NP
     A = tl.load(A_ptr + mat + rows[:, None] * n + cols[None, :], mask=inside, other=0.0)
-    A = 0.5 * (A + tl.trans(A))
+    A = 0.5 * A + 0.5 * tl.trans(A)  # (A + A^T) / 2 overflows above half the range
     scale = tl.max(tl.max(tl.abs(A), axis=1), axis=0)
     scale = tl.where(scale > 0, scale, 1.0)
     A = A / scale
@@ -101,12 +101,16 @@ def _eigh_kernel(
     for k in range(0, n - 2):
         column = tl.sum(tl.where(cols[None, :] == k, A, 0.0), axis=1)
         x = tl.where(rows > k, column, 0.0)
+        # u from x / max|x| (H does not change with the scale of u): ||u||^2 >= 2, so tau
+        # cannot overflow on a column that is zero up to rounding (torch_impl's reflector)
+        peak = tl.max(tl.abs(x), axis=0)
+        x = x / tl.where(peak > 0, peak, 1.0)
         alpha = tl.sum(tl.where(rows == k + 1, x, 0.0), axis=0)
         norm = tl.sqrt(tl.sum(x * x, axis=0))
         beta = tl.where(alpha >= 0, -norm, norm)
         u = tl.where(rows == k + 1, x - beta, x)
         unorm2 = 2.0 * norm * (norm + tl.abs(alpha))
-        tau = tl.where(unorm2 > 0, 2.0 / tl.where(unorm2 > 0, unorm2, 1.0), 0.0)
+        tau = tl.where(peak > 0, 2.0 / tl.where(peak > 0, unorm2, 1.0), 0.0)
         p = tau * tl.sum(A * u[None, :], axis=1)
         K = 0.5 * tau * tl.sum(u * p, axis=0)
         w = p - K * u
@@ -171,10 +175,16 @@ def _eigh_kernel(
         vk = tl.load(S_ptr + mat + lo * n + cols, mask=cols < n, other=0.0)
         for k in range(lo, hi):
             b = tl.load(D_ptr + vec + k + 1)
-            r = tl.sqrt(x * x + z * z)
-            r_safe = tl.where(r > 0, r, 1.0)
-            c = tl.where(r > 0, x / r_safe, 1.0)
-            s = tl.where(r > 0, z / r_safe, 0.0)
+            # (c, s) from (x, z) / max(|x|, |z|): x * x underflows below 1e-19 in float32,
+            # and the quotients of subnormal numbers would leave c^2 + s^2 away from 1
+            peak = tl.maximum(tl.abs(x), tl.abs(z))
+            nonzero = peak > 0
+            xs = x / tl.where(nonzero, peak, 1.0)
+            zs = z / tl.where(nonzero, peak, 1.0)
+            rs = tl.sqrt(xs * xs + zs * zs)
+            r = peak * rs
+            c = tl.where(nonzero, xs / tl.where(nonzero, rs, 1.0), 1.0)
+            s = tl.where(nonzero, zs / tl.where(nonzero, rs, 1.0), 0.0)
             if k > lo:
                 tl.store(E_ptr + vec + k - 1, r)
             cc = c * c
