@@ -7,7 +7,10 @@ closest valid one.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Iterable
+from pathlib import Path
 
 __all__ = [
     "CheckpointError",
@@ -28,6 +31,7 @@ __all__ = [
     "closest",
     "did_you_mean",
     "edit_distance",
+    "warn_at_caller",
 ]
 
 
@@ -147,3 +151,25 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Format the ``did you mean`` suffix of an unknown-name message (empty when no match)."""
     match = closest(name, candidates)
     return f"; did you mean {match!r}?" if match else ""
+
+
+def _internal_dirs() -> tuple[str, ...]:
+    """eigenflow's package directory and, when imported, PyTorch's."""
+    dirs = [str(Path(__file__).resolve().parent.parent)]
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.__file__:
+        dirs.append(str(Path(torch.__file__).resolve().parent))
+    return tuple(dirs)
+
+
+def warn_at_caller(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the user's line: the first frame outside eigenflow and
+    PyTorch. (A fixed ``stacklevel`` lands in ``torch/autograd/function.py`` when the warning
+    comes from a forward that autograd calls, and the once-per-location filter then hides it
+    from every other caller.)"""
+    internal = _internal_dirs()
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called us
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(internal):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

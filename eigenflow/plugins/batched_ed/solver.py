@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar
 
 import torch
@@ -10,7 +9,13 @@ import torch
 from ...core.checks import host_reads_allowed
 from ...core.config import config, floating, integer, one_of, option, optional
 from ...core.eigh_solver import EighSolver, eps_option
-from ...core.errors import ConvergenceError, ConvergenceWarning, EigenflowWarning, NotSupportedError
+from ...core.errors import (
+    ConvergenceError,
+    ConvergenceWarning,
+    EigenflowWarning,
+    NotSupportedError,
+    warn_at_caller,
+)
 from ...core.gradient_rules import PadeRule
 from ...core.spectral import GradientRule, eigh_autograd, exact_rule
 from . import torch_impl
@@ -188,11 +193,10 @@ class BatchedEDSolver(EighSolver):
                 return triton_impl.batched_eigh(A, **options)
             except Exception as err:  # 'auto': a kernel that fails to build must not stop users
                 _TRITON_BROKEN.append(repr(err))
-                warnings.warn(
+                warn_at_caller(
                     f"batched-ed: the Triton kernel failed ({err!r}); using the PyTorch "
                     "implementation from now on (set backend='triton' to see the error)",
                     EigenflowWarning,
-                    stacklevel=3,
                 )
         return torch_impl.batched_eigh(A, **options)
 
@@ -227,7 +231,7 @@ class BatchedEDSolver(EighSolver):
         )
         if mode == "raise":
             raise ConvergenceError(message)
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+        warn_at_caller(message, ConvergenceWarning)
 
     def _decompose(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return eigh_autograd(self._forward, A, self._rule())
