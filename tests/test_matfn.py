@@ -182,6 +182,21 @@ def test_mpa_steps_match_the_scalar_pade_iteration(steps, cond):
     assert rel_err(inv, scalar_reference("mpa-lya", A, True, steps)) < 1e-9 * cond
 
 
+@pytest.mark.parametrize(
+    ("dtype", "cond", "bound"), [(torch.float32, 1e2, 1e-4), (torch.float64, 1e6, 1e-10)]
+)
+def test_mpa_more_coupled_steps_never_diverge(dtype, cond, bound):
+    # The coupled steps once formed E = I - Y W instead of I - W Y (Eq. 2.3's Z_k Y_k order):
+    # rounding errors then grew from step to step and steps=8 gave 0.5 (float32, cond 1e2)
+    # and inf (float64, cond 1e6). Measured now: 9.9e-6 and 1.6e-13 for steps 4 and 8.
+    A = spd((2,), 32, cond, seed=3)
+    ref_root, ref_inv = eig_sqrt(A), eig_invsqrt(A)
+    for steps in (4, 8):
+        root, inv = solver("mpa-lya", steps=steps).sqrt_invsqrt(A.to(dtype))
+        assert rel_err(root, ref_root) < bound, steps
+        assert rel_err(inv, ref_inv) < bound * cond**0.5, steps
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [8, 32, 128])
 def test_mpa_default_at_least_as_accurate_as_ns(n, dtype):
@@ -661,3 +676,4 @@ def test_auto_solve_falls_back_to_lu_where_newton_does_not_apply():
     assert rel_err(auto.sqrt(A), solver("mpa-lya", degree=[14, 14], solve="lu").sqrt(A)) == 0.0
     with pytest.raises(ef.ConfigError, match=r"'newton' is invalid with degree = \[14, 14\].*P_M"):
         solver("mpa-lya", degree=[14, 14], solve="newton")
+

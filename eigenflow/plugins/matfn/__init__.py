@@ -717,7 +717,7 @@ class MPALyaSolver(_MatFnSolver):
 
     def _prepare_newton(self) -> None:
         """Newton-Schulz starts for ``P_M`` and ``Q_N`` on the spectra of ``Z`` and ``E``."""
-        # Z = I - A/s has its spectrum in _z_interval; E = I - Y W of the coupled steps in
+        # Z = I - A/s has its spectrum in _z_interval; E = I - W Y of the coupled steps in
         # [0, 1) (measured >= -2e-10 for eigenvalues of A/s in (0, 1.6]).
         problems: dict[Any, tuple] = {
             "Z": (self._coefficients, self.config.degree, _z_interval(self.config.scaling))
@@ -828,7 +828,7 @@ class MPALyaSolver(_MatFnSolver):
         """Steps ``2..steps`` of the coupled Padé iteration for ``An = A / s`` from ``W_1 =
         P_M(Z)^(-1) Q_N(Z)``, the first step (Eq. 2.27 without the scale).
 
-        ``Y_1 = An W_1``; then ``E = I - Y_k W_k``, ``R = P_M'(E)^(-1) Q_N'(E)`` (the ``[N',
+        ``Y_1 = An W_1``; then ``E = I - W_k Y_k``, ``R = P_M'(E)^(-1) Q_N'(E)`` (the ``[N',
         M']`` Padé approximant of ``(1 - e)^(-1/2)``, ``[M', N'] = step_degree``),
         ``Y_{k+1} = Y_k R``, ``W_{k+1} = R W_k``: the Padé family of iterations for the square
         root in coupled form (Higham 2008, *Functions of Matrices*, thesis ref. [94]; the
@@ -846,7 +846,10 @@ class MPALyaSolver(_MatFnSolver):
         eye = torch.eye(An.shape[-1], dtype=An.dtype, device=An.device).expand_as(An)
         Y = An @ W
         for k in range(2, self.config.steps + 1):
-            E = torch.baddbmm(eye, Y, W, alpha=-1.0)
+            # E = I - W Y, as Eq. 2.3 forms 3I - Z_k Y_k: with Y <- Y R and W <- R W that order
+            # keeps rounding errors from growing step by step (with I - Y W, steps = 8
+            # diverged: 0.5 relative error in float32 at condition 100, inf in float64)
+            E = torch.baddbmm(eye, W, Y, alpha=-1.0)
             R = self._step_factor(E)
             last = k == self.config.steps
             Y = Y if last and want == INVSQRT else Y @ R
