@@ -677,3 +677,40 @@ def test_auto_solve_falls_back_to_lu_where_newton_does_not_apply():
     with pytest.raises(ef.ConfigError, match=r"'newton' is invalid with degree = \[14, 14\].*P_M"):
         solver("mpa-lya", degree=[14, 14], solve="newton")
 
+
+SQRT_SOLVERS = list(ef.list("solver"))
+
+
+@pytest.mark.parametrize("name", SQRT_SOLVERS)
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (torch.float32, 1e20),
+        (torch.float32, 1e-25),
+        (torch.float64, 1e160),
+        (torch.float64, 1e-160),
+    ],
+)
+def test_square_root_at_extreme_scales(name, dtype, scale):
+    """``sqrt(c A) = sqrt(c) sqrt(A)``: every solver, with the default ``check=True``, at
+    scales where ``||c A||_F`` overflows (float32 above ~1e19) or underflows. The
+    normalising scales once took that norm as is: NaN, inf or zeros; and the definiteness check
+    rejected valid covariances above ~1e19 (its tolerance shift was computed from ``inf``)."""
+    A = spd((2,), 6, 10.0, seed=11).to(dtype)
+    s = solver(name)
+    unit = s.sqrt(A)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    scaled = s.sqrt(A * scale) / scale**0.5
+    assert torch.isfinite(scaled).all()
+    assert rel_err(scaled, unit) < tol
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e30])
+def test_definiteness_check_is_scale_invariant(scale):
+    """A rank-deficient covariance is accepted at any scale (relative negativity 1e-8, far
+    inside the tolerance), and an indefinite matrix refused at any scale."""
+    X = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    A = X @ X.mT
+    ef.matrix_sqrt(A * scale, method="svd")
+    with pytest.raises(InputError, match="positive semidefinite"):
+        ef.matrix_sqrt(torch.diag(torch.tensor([1.0, -1.0])) * scale, method="svd")

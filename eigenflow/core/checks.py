@@ -88,17 +88,26 @@ def host_reads_allowed(A: torch.Tensor) -> bool:
     return not (A.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
+def _unit_scaled(A: torch.Tensor) -> torch.Tensor:
+    """``A / max|A|`` per matrix (the zero matrix unchanged): the value checks are invariant
+    to scale, and on the scaled matrix no sum of squares, difference or Cholesky pivot can
+    overflow or underflow however large or small the entries are."""
+    peak = A.abs().amax(dim=(-2, -1), keepdim=True).nan_to_num(0.0, 0.0, 0.0)
+    return A / peak.clamp_min(torch.finfo(A.dtype).tiny)
+
+
 def _relative_asymmetry(A: torch.Tensor) -> torch.Tensor:
-    """``max|A - A^T| / max|A|`` per matrix, NaN-free (shape ``A.shape[:-2]``)."""
-    scale = A.abs().amax(dim=(-2, -1)).clamp_min(torch.finfo(A.dtype).tiny)
-    return ((A - A.mT).abs().amax(dim=(-2, -1)) / scale).nan_to_num(nan=0.0)
+    """``max|A - A^T| / max|A|`` per matrix of the unit-scaled ``A``, NaN-free (shape
+    ``A.shape[:-2]``)."""
+    return (A - A.mT).abs().amax(dim=(-2, -1)).nan_to_num(nan=0.0)
 
 
 def _psd_flags(A: torch.Tensor) -> torch.Tensor:
     """Per matrix, whether ``A + t ||A||_F I`` has a Cholesky factor (``t``:
-    :func:`psd_tolerance`): true exactly for smallest eigenvalues above ``-t ||A||_F``, up to
-    the rounding of the factorisation (``~ n eps ||A||``, a hundredth of the shift). ``n^3/3``
-    flops, no host synchronisation (``cholesky_ex`` reports failure on the device)."""
+    :func:`psd_tolerance`; ``A`` unit-scaled): true exactly for smallest eigenvalues above
+    ``-t ||A||_F``, up to the rounding of the factorisation (``~ n eps ||A||``, a hundredth of
+    the shift). ``n^3/3`` flops, no host synchronisation (``cholesky_ex`` reports failure on
+    the device)."""
     n = A.shape[-1]
     norm = torch.linalg.matrix_norm(A).nan_to_num(0.0, 0.0, 0.0)
     shift = (psd_tolerance(A.dtype, n) * norm).clamp_min(torch.finfo(A.dtype).tiny)  # 0 is PSD
@@ -136,8 +145,9 @@ def check_symmetric(value: Any, name: str = "A", *, psd: bool = False) -> torch.
         return A
     tol = symmetry_tolerance(A.dtype)
     finite = torch.isfinite(A).all()
-    asym = _relative_asymmetry(A)
-    psd_ok = _psd_flags(A) if psd else None
+    unit = _unit_scaled(A)
+    asym = _relative_asymmetry(unit)
+    psd_ok = _psd_flags(unit) if psd else None
     if not host_reads_allowed(A):
         _assert_on_device(name, finite, asym, tol, psd_ok)
         return A

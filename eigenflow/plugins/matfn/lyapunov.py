@@ -49,6 +49,11 @@ def _frobenius(A: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(A, ord="fro", keepdim=True)
 
 
+def _peak(A: torch.Tensor) -> torch.Tensor:
+    """``max|A|`` per matrix ``(B, 1, 1)``, floored at the smallest normal number."""
+    return A.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(A.dtype).tiny)
+
+
 def normalising_scale(A: torch.Tensor, scaling: str = "frobenius") -> torch.Tensor:
     """Per-matrix scale ``s (B, 1, 1) > 0`` with ``||A / s||_2 <= 1.6`` for symmetric PSD
     ``A (B, n, n)`` (``<= 1`` for ``"frobenius"`` and ``"schatten"``).
@@ -71,17 +76,22 @@ def normalising_scale(A: torch.Tensor, scaling: str = "frobenius") -> torch.Tens
         matrix product, which the callers reuse (:func:`schatten_scale_and_square`).
         (eigenflow extension; measured in ``docs/matfn.rst``.)
 
-    The scale is floored at the dtype's smallest normal number so the zero matrix gives finite
-    results. No host synchronisation.
+    Every scale is computed on ``A / max|A|`` and multiplied back (they are all homogeneous),
+    so no sum of squares overflows or underflows wherever ``A`` itself is representable
+    (``||A||_F`` of entries above about 1e19 is ``inf`` in float32). The scale is floored at
+    the dtype's smallest normal number so the zero matrix gives finite results. No host
+    synchronisation.
     """
-    tiny = torch.finfo(A.dtype).tiny
-    fro = _frobenius(A)
-    if scaling == "frobenius":
-        return fro.clamp_min(tiny)
     if scaling == "schatten":
         return schatten_scale_and_square(A)[0]
-    if scaling != "spectral":
+    if scaling not in SCALINGS:
         raise ValueError(f"scaling = {scaling!r} is invalid: expected one of {SCALINGS}")
+    tiny = torch.finfo(A.dtype).tiny
+    peak = _peak(A)
+    A = A / peak
+    fro = _frobenius(A)
+    if scaling == "frobenius":
+        return (fro * peak).clamp_min(tiny)
     inf_norm = A.abs().sum(dim=-1).amax(dim=-1, keepdim=True).unsqueeze(-1)
     upper = torch.minimum(fro, inf_norm)
     v = torch.ones((*A.shape[:-1], 1), dtype=A.dtype, device=A.device)
@@ -89,19 +99,21 @@ def normalising_scale(A: torch.Tensor, scaling: str = "frobenius") -> torch.Tens
         w = A @ v
         v = w / _frobenius(w).clamp_min(tiny)
     rayleigh = (v.mT @ (A @ v)) / (v.mT @ v).clamp_min(tiny)
-    return torch.maximum(rayleigh, upper / _SPECTRAL_SAFETY).clamp_min(tiny)
+    return (torch.maximum(rayleigh, upper / _SPECTRAL_SAFETY) * peak).clamp_min(tiny)
 
 
 def schatten_scale_and_square(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(s, (A / s)^2)`` with ``s = ||A^2||_F^(1/2)`` (the ``"schatten"`` scale of
     :func:`normalising_scale`) for symmetric ``A (B, n, n)``; one matrix product.
 
-    The square is taken of ``A / ||A||_F`` (entries at most 1) so that it cannot overflow
-    where ``A`` itself is representable; ``(A / s)^2`` is returned because the callers need it
-    (the first power of the Padé series, the first step of the sign iteration).
+    The square is taken of ``A / ||A||_F`` (entries at most 1), and ``||A||_F`` as ``max|A|
+    ||A / max|A| ||_F``, so that nothing overflows or underflows where ``A`` itself is
+    representable; ``(A / s)^2`` is returned because the callers need it (the first power of
+    the Padé series, the first step of the sign iteration).
     """
     tiny = torch.finfo(A.dtype).tiny
-    fro = _frobenius(A).clamp_min(tiny)
+    peak = _peak(A)
+    fro = (_frobenius(A / peak) * peak).clamp_min(tiny)
     A1 = A / fro
     A1_sq = A1 @ A1
     # t = ||A1^2||_F^(1/2) lies in [||A1||_2, ||A1||_F] = [n^(-1/2), 1] for A != 0; the floor
