@@ -226,6 +226,31 @@ def test_table_3_2_upper_bounds_hold():
     assert (F[:, : 16 - kept, : 16 - kept] == 0).all()
 
 
+@pytest.mark.parametrize("c", [3.0, 1e-3, 1e3])
+def test_ratio_rules_bound_a_negative_multiple_of_the_identity_like_a_positive_one(c):
+    """``-c I`` shifts to the zero spectrum; the floor and the Padé cap once came from that
+    zero (``sqrt(tiny)``), giving |F| ~ 1e169 where ``c I`` gives ``bound / c``. They now come
+    from ``max|lambda| = c`` (the resolution ``eps ||A||_2`` of the forward). The uncapped
+    Taylor and power-iteration rules keep their Table 3.2 bound ``(degree + 1) / mu_j`` on the
+    floored ``mu_j = eps c``, as on a singular covariance."""
+    for n in (2, 5):
+        pos = torch.full((1, n), c, dtype=F64)
+        assert pade_rule(-pos).abs().max() <= (1 + 1e-12) * pade_rule(pos).abs().max()
+        assert pade_rule(-pos).abs().max() <= (1 + 1e-12) / (EPS64 * c)
+        for rule, terms in ((taylor_rule, 101), (power_iteration_rule, 21)):
+            assert rule(-pos).abs().max() <= (1 + 1e-12) * terms / (EPS64 * c)
+    # and through a solver's backward, on a rotated -3 I
+    Q = random_orthogonal(4, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    G = torch.randn(4, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for sign in (1.0, -1.0):
+        A = (sign * 3.0 * Q @ Q.mT).requires_grad_(True)
+        _, V = ef.eigh(A, method="svd-pade")
+        (V * G).sum().backward()
+        grads.append(A.grad.abs().max())
+    assert grads[1] <= 10 * grads[0]
+
+
 def test_table_3_2_maximal_values_at_the_trigger_conditions():
     """Thesis Table 3.2 values (EPS = 2.22e-16): Taylor 4.55e17, Trunc 1e10, TopN 4.50e15,
     Padé 6.00e36 (with the thesis's bound), SVD infinite."""

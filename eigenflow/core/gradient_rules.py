@@ -13,8 +13,10 @@ The ratio rules (Taylor, Padé, power iteration) write, for ``j > i``,
 ``1/(lambda_j - lambda_i) = (1/lambda_j) f(lambda_i/lambda_j)``, ``f(x) = 1/(1-x)``
 (Eq. 3.11), with ``x`` in ``[0, 1]``. They need a non-negative spectrum: eigenvalues are
 shifted by ``min(lambda_min, 0)`` (differences are unchanged; PSD input is not shifted) and
-floored at ``eps * max(mu)`` (and at ``sqrt(tiny)``), so ``1/lambda_j`` stays finite on
-singular input. All rules are plain tensor code: batched, device-agnostic, no host syncs.
+floored at ``eps * max(max(mu), max|lambda|)`` (and at ``sqrt(tiny)``), so ``1/lambda_j``
+stays finite on singular input; ``max|lambda| = ||A||_2`` sets the floor where the shift
+leaves nothing (``-c I`` becomes the zero spectrum: floor ``eps c``, and the Padé rule's cap
+``bound / c`` of ``c I``). All rules are plain tensor code: batched, device-agnostic, no host syncs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "power_iteration_rule",
     "ratio_spectrum",
     "skew_from_upper",
+    "spectrum_scale",
     "taylor_rule",
     "topn_rule",
     "truncation_rule",
@@ -51,15 +54,25 @@ def skew_from_upper(U: torch.Tensor) -> torch.Tensor:
     return T - T.mT
 
 
+def spectrum_scale(L: torch.Tensor) -> torch.Tensor:
+    """``max(lambda_max - min(lambda_min, 0), max|lambda|)`` per matrix ``(..., 1)``: the
+    largest shifted eigenvalue of :func:`ratio_spectrum`, or ``||A||_2`` where the shift
+    leaves less (a spectrum ``-c I`` shifts to zeros). Multiplied by ``eps`` it is the
+    absolute resolution of the forward eigendecomposition."""
+    shifted = L.amax(dim=-1, keepdim=True) - L.amin(dim=-1, keepdim=True).clamp_max(0.0)
+    return torch.maximum(shifted, L.abs().amax(dim=-1, keepdim=True))
+
+
 def ratio_spectrum(L: torch.Tensor, eps: float | None = None) -> torch.Tensor:
     """Non-negative, floored eigenvalues ``mu (..., n)`` used by the ratio rules.
 
-    ``mu = max(L - min(lambda_min, 0), floor)`` with ``floor = max(eps * max(mu), sqrt(tiny))``
-    per matrix (``eps=None``: the dtype's machine epsilon). Order is preserved.
+    ``mu = max(L - min(lambda_min, 0), floor)`` with ``floor = max(eps * s, sqrt(tiny))``
+    per matrix, ``s`` from :func:`spectrum_scale` (``eps=None``: the dtype's machine epsilon).
+    Order is preserved.
     """
     e = default_eps(L.dtype, eps)
     mu = L - L.amin(dim=-1, keepdim=True).clamp_max(0.0)
-    floor = (e * mu.amax(dim=-1, keepdim=True)).clamp_min(math.sqrt(torch.finfo(L.dtype).tiny))
+    floor = (e * spectrum_scale(L)).clamp_min(math.sqrt(torch.finfo(L.dtype).tiny))
     return torch.maximum(mu, floor)
 
 
@@ -106,7 +119,8 @@ def pade_rule(
     resolution ``~ eps * mu_max`` of the forward ``eigh``, and the tie value ``bound/mu_j``
     (``bound/(eps mu_max)`` on floored eigenvalues of singular input) only amplifies rounding.
     The cap ``bound/mu_max`` (``1/(eps mu_max)`` at the default bound) removes that without
-    touching any resolvable gap: ``|F_ij| <= bound/mu_max`` (eigenflow's Table 3.2 entry).
+    touching any resolvable gap: ``|F_ij| <= bound/mu_max`` (eigenflow's Table 3.2 entry;
+    ``mu_max`` at least ``max|lambda|``, :func:`spectrum_scale`).
 
     ``approximant``: ``r`` already built for ``(degree, bound)`` and ``L``'s dtype. Without
     it, ``r`` is derived here in exact rational arithmetic (cached per process), which
@@ -121,7 +135,7 @@ def pade_rule(
     small, large = mu[..., rows], mu[..., cols]  # the n(n-1)/2 pairs j > i only
     x = (small / large).clamp(0.0, 1.0)
     y = ((large - small) / large).clamp(0.0, 1.0)
-    cap = b / mu.amax(dim=-1, keepdim=True)
+    cap = b / torch.maximum(mu.amax(dim=-1, keepdim=True), spectrum_scale(L))
     upper = torch.zeros(*L.shape, n, dtype=L.dtype, device=L.device)
     upper[..., rows, cols] = torch.minimum(r(x, y) / large, cap)
     return upper - upper.mT
