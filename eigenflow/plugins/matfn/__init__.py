@@ -332,7 +332,11 @@ class NSLyaConfig(LyapunovBackwardConfig):
     """
 
     iters: int = option(
-        5, validator=integer(1, 200), help="one-variable Newton-Schulz iterations (Eq. 2.49)"
+        5,
+        validator=integer(1, 200),
+        help="one-variable Newton-Schulz iterations (Eq. 2.49). The one-variable form is "
+        "unstable in floating point: beyond about 8 iterations it diverges on input of "
+        "condition ~100 and more, where ns converges (docs/matfn.rst)",
     )
 
 
@@ -971,6 +975,11 @@ class NSLyaSolver(_MatFnSolver):
     sqrt(||A||_F)`` and ``A^(1/2) = Z_k A / sqrt(||A||_F)`` (Proposition 2: ``Y_k = Z_k A /
     ||A||_F``, one more product). Backward as ``mpa-lya`` (``exact_gradient = False``; no
     ``torch.func`` transforms; double backward supported).
+
+    The iterates equal ``ns``'s in exact arithmetic only: the one-variable form amplifies a
+    rounding error between eigenvalues ``a_i``, ``a_j`` of ``A / s`` by ``(r + sqrt(r) - 2) /
+    2`` per step near convergence (``r = a_j / a_i``), so beyond about 8 iterations it
+    diverges on input of condition ~100 and more where ``ns`` converges (``docs/matfn.rst``).
     """
 
     Config = NSLyaConfig
@@ -980,7 +989,7 @@ class NSLyaSolver(_MatFnSolver):
     source = "000 (Song 2023), Sec. 2.5.6, Eq. 2.49-2.52, Table 2.10; Alg. 2"
     exact_gradient: ClassVar[bool] = False
     robust_gradient: ClassVar[bool] = True
-    # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes; same iterates as ``ns``).
+    # Measured max 2.4e-2 (cond <= 10, n <= 64, both dtypes; at 5 iterations the errors of ``ns``).
     forward_rtol: ClassVar[dict[torch.dtype, float]] = {torch.float32: 5e-2, torch.float64: 5e-2}
     # Stated forward error at cond <= 1e0, 1e1, ..., 1e6 (ENVELOPE_CONDS), n <= 128: twice the
     # maximum measured by benchmarks/matfn_envelope.py, rounded up (docs/matfn.rst).
