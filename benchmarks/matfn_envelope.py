@@ -9,7 +9,12 @@ Test matrices (all built in float64 from fixed seeds, then cast):
   ``[1/cond, 1]`` for every ``cond`` of :data:`eigenflow.core.solver.ENVELOPE_CONDS`;
 - ``wishart``: covariances ``X X^T / m`` of Gaussian ``n x m`` samples with ``m = 2n``
   (condition about 30) and ``m = n`` (condition 1e3..1e6 and beyond), each put in the bucket
-  of its own condition number (measured with float64 ``eigvalsh``; above 1e6: not used).
+  of its own condition number (measured with float64 ``eigvalsh``; above 1e6: not used);
+- ``one small`` and ``one large``: the two-cluster extremes, ``n - 1`` eigenvalues at 1 and
+  one at ``1/cond``, or ``n - 1`` at ``1/cond`` and one at 1, Haar-random ``U``, for every
+  ``cond``. The first maximises the normalising scales' slack (``||A||_F`` and the Schatten
+  norm are largest against ``lambda_max`` when most eigenvalues equal it), the second puts
+  most of the spectrum at the small end.
 
 Writes ``results.json`` / ``results.csv`` (rows, and the provenance: commit, seeds, grid,
 versions, source fingerprint) to ``--out`` (default ``benchmarks/results/matfn-envelope``) and
@@ -37,6 +42,7 @@ import torch
 import eigenflow as ef
 from eigenflow.bench.provenance import imported_modules, record, write_generated
 from eigenflow.core.solver import ENVELOPE_CONDS, ENVELOPE_MAX_N
+from eigenflow.testing.matrices import spd_from_eigenvalues
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matfn_accuracy import spd
@@ -50,6 +56,7 @@ DEPENDENCIES = (
     "eigenflow.plugins.eig",
     "eigenflow.plugins.batched_ed",
     "eigenflow.core.solver",
+    "eigenflow.testing.matrices",
     "benchmarks/matfn_accuracy.py",
 )
 SIZES = (8, 16, 32, 64, 128)
@@ -72,6 +79,14 @@ def wishart(n: int, m: int, seed: int) -> torch.Tensor:
     return 0.5 * (A + A.mT)
 
 
+def two_clusters(n: int, cond: float, small: int, seed: int) -> torch.Tensor:
+    """``BATCH`` matrices ``U diag(lambda) U^T``, Haar ``U``, with ``small`` eigenvalues at
+    ``1/cond`` and the other ``n - small`` at 1."""
+    lam = torch.ones(BATCH, n, dtype=torch.float64)
+    lam[:, :small] = 1.0 / cond
+    return spd_from_eigenvalues(lam, generator=torch.Generator().manual_seed(seed))
+
+
 def bucket(cond: float) -> float | None:
     """The smallest condition number of :data:`ENVELOPE_CONDS` at or above ``cond``."""
     return next((c for c in ENVELOPE_CONDS if cond <= c * (1.0 + 1e-9)), None)
@@ -84,6 +99,9 @@ def test_matrices(sizes: tuple[int, ...]) -> list[tuple[str, int, float, torch.T
         for i, cond in enumerate(ENVELOPE_CONDS):
             A = log_spaced(n, cond, SEED + 100 * n + i)
             out += [("log-spaced", n, cond, a[None]) for a in A]
+            for kind, small, offset in (("one small", 1, 20), ("one large", n - 1, 30)):
+                A = two_clusters(n, cond, small, SEED + 100 * n + offset + i)
+                out += [(kind, n, cond, a[None]) for a in A]
         for m, offset in ((2 * n, 50), (n, 60)):
             A = wishart(n, m, SEED + 100 * n + offset)
             lam = torch.linalg.eigvalsh(A)
@@ -222,7 +240,7 @@ def provenance(sizes: tuple[int, ...], solvers: list[str], argv: list[str] | Non
         "batch": BATCH,
         "conds": list(ENVELOPE_CONDS),
         "max_n_covered": ENVELOPE_MAX_N,
-        "kinds": ["log-spaced", "wishart m=2n", "wishart m=n"],
+        "kinds": ["log-spaced", "one small", "one large", "wishart m=2n", "wishart m=n"],
         "solvers": solvers,
         "options": "defaults",
         "threads": torch.get_num_threads(),
