@@ -137,6 +137,10 @@ def test_registered_with_thesis_defaults():
         ("ns", {"iters": 0}, "iters"),
         ("svd-lya", {"lya_iters": 2.5}, "lya_iters"),
         ("ns", {"backward": "exact"}, "unknown option"),
+        # the non-numeric values an option also accepts are named
+        ("mpa-lya", {"lya_lower": "x"}, r"lya_lower: 'x' is invalid: .*'auto' or None"),
+        ("mpa-lya", {"step_degree": "bad"}, r"step_degree: 'bad' is invalid: .*or 'auto'"),
+        ("mpa-lya", {"degree": [14, 14], "solve": "newton"}, r"^solver 'mpa-lya': solve: "),
     ],
 )
 def test_bad_options_raise_config_error(name, opts, needle):

@@ -141,7 +141,10 @@ def _lya_symmetric_option() -> Any:
 def _lower_or_auto(_inst: Any, attribute: Any, value: Any) -> None:
     if value is None or value == "auto":
         return
-    floating(0.0, 1.0, min_open=True, max_open=True)(_inst, attribute, value)
+    try:
+        floating(0.0, 1.0, min_open=True, max_open=True)(_inst, attribute, value)
+    except ConfigError as err:
+        raise ConfigError(f"{err}, or 'auto' or None") from None
 
 
 def _lya_lower_option() -> Any:
@@ -198,8 +201,12 @@ AUTO_STEP_DEGREE_DEFAULT = (0, 2)
 
 
 def _step_degree(_inst: Any, attribute: Any, value: Any) -> None:
-    if value != "auto":
+    if value == "auto":
+        return
+    try:
         _degree_pair(_inst, attribute, value)
+    except ConfigError as err:
+        raise ConfigError(f"{err}, or 'auto'") from None
 
 
 @config
@@ -737,7 +744,7 @@ class MPALyaSolver(_MatFnSolver):
                 except ConfigError as err:
                     option = "degree" if where == "Z" else "step_degree"
                     raise ConfigError(
-                        f"option 'solve' = 'newton' is invalid with {option} = "
+                        f"solver 'mpa-lya': solve: 'newton' is invalid with {option} = "
                         f"{list(degree)} and scaling = {self.config.scaling!r}: {label} "
                         f"({err}); use solve='lu' or 'auto'"
                     ) from None
@@ -768,7 +775,7 @@ class MPALyaSolver(_MatFnSolver):
         for label, coeffs in zip(("P_M", "Q_N"), self._polynomial_coefficients()):
             if not _positive_on(coeffs, lo, hi):
                 raise ConfigError(
-                    f"option 'solve' = 'cholesky' is invalid with degree = "
+                    f"solver 'mpa-lya': solve: 'cholesky' is invalid with degree = "
                     f"{list(self.config.degree)} and scaling = {self.config.scaling!r}: "
                     f"{label}(z) is not positive on [{lo}, {hi}], so {label}(Z) is not positive "
                     "definite; use solve='lu'"
