@@ -21,7 +21,7 @@ from eigenflow.bench.gradients import (
     time_forward_backward,
     write_gradient_report,
 )
-from eigenflow.core.errors import ConfigError
+from eigenflow.core.errors import ConfigError, NotSupportedError
 from eigenflow.core.gradient_rules import (
     clip_rule,
     pade_rule,
@@ -249,6 +249,22 @@ def test_ratio_rules_bound_a_negative_multiple_of_the_identity_like_a_positive_o
         (V * G).sum().backward()
         grads.append(A.grad.abs().max())
     assert grads[1] <= 10 * grads[0]
+
+
+@pytest.mark.parametrize(("name", "option"), [("svd-pade", "bound"), ("batched-ed", "pade_bound")])
+def test_pade_bound_beyond_the_dtype_is_refused_not_nan(name, option):
+    """float32 gradients on the identity were NaN from ``bound`` ~1e38 (the validator allows
+    up to 1e300 for float64): refused with the limit ``max * eps``; float64 is unaffected."""
+    G = torch.arange(16.0).reshape(4, 4)
+    solver = ef.create("solver", name, **{option: 1e39})
+    A = torch.eye(4, requires_grad=True)
+    with pytest.raises(NotSupportedError, match=r"Padé bound = 1e\+39 .* at most 4.06e\+31"):
+        _, V = solver.eigh(A)
+        (V * G).sum().backward()
+    A64 = torch.eye(4, dtype=F64, requires_grad=True)
+    _, V = solver.eigh(A64)
+    (V * G.double()).sum().backward()
+    assert torch.isfinite(A64.grad).all()
 
 
 def test_table_3_2_maximal_values_at_the_trigger_conditions():

@@ -25,6 +25,7 @@ import math
 
 import torch
 
+from .errors import NotSupportedError
 from .pade import RationalApproximant, geometric_pade, geometric_taylor
 
 __all__ = [
@@ -101,6 +102,23 @@ def pade_bound(dtype: torch.dtype, bound: float | None) -> float:
     return 1.0 / torch.finfo(dtype).eps if bound is None else float(bound)
 
 
+def _check_bound_fits(bound: float, dtype: torch.dtype) -> None:
+    """Refuse a Padé ``bound`` whose tie values cannot be represented in ``dtype``: the
+    backward multiplies ``bound / lambda`` by the incoming gradient, so it must stay below
+    ``max * eps`` of the dtype (4.1e31 in float32; the gradient on the identity was NaN from
+    about 1e38). Plain Python on static values (traceable)."""
+    info = torch.finfo(dtype)
+    limit = info.max * info.eps
+    if bound > limit:
+        dtype_name = str(dtype).replace("torch.", "")
+        raise NotSupportedError(
+            f"Padé bound = {bound:.3g} (option 'bound', 'pade_bound' of batched-ed) is too "
+            f"large for {dtype_name} input: at most {limit:.3g} "
+            f"(max * eps of {dtype_name}), so that the gradient's tie values stay finite; "
+            "lower bound or use float64"
+        )
+
+
 def pade_rule(
     L: torch.Tensor,
     degree: int = 100,
@@ -128,6 +146,7 @@ def pade_rule(
     once at configuration time.
     """
     b = pade_bound(L.dtype, bound)
+    _check_bound_fits(b, L.dtype)
     r = geometric_pade(degree, b) if approximant is None else approximant
     mu = ratio_spectrum(L, eps)
     n = L.shape[-1]
