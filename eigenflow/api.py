@@ -84,9 +84,17 @@ def _build_solver(method: str, key: tuple) -> str:
     return slot
 
 
+def _hashable(value: Any) -> Any:
+    """Lists (``degree=[6, 6]``, as the docs write them) as tuples, recursively, so the
+    option set can key the cache; the configs convert lists and tuples alike."""
+    if isinstance(value, builtins.list | tuple):  # this module defines its own list()
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
 def _solver(method: str, options: dict[str, Any]) -> Any:
     try:
-        key = (method, tuple(sorted(options.items())))
+        key = (method, tuple(sorted((k, _hashable(v)) for k, v in options.items())))
         hash(key)
     except TypeError:  # unhashable option values: build afresh (not cached, not traceable)
         return create("solver", method, **options)

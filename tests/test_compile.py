@@ -53,7 +53,8 @@ def test_api_functions_trace_in_a_fresh_process() -> None:
         X = torch.randn(3, 6, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
         A = (X @ X.mT / 12).requires_grad_()
         def f(M):
-            r = ef.matrix_sqrt(M, method="mpa-lya", check=False)
+            # a list option (as the docs write degrees) must hit the solver cache too
+            r = ef.matrix_sqrt(M, method="mpa-lya", check=False, degree=[4, 4])
             i = ef.matrix_invsqrt(M, method="svd-pade", check=False, degree=40)
             L, _ = ef.eigh(M, method="svd-pade", check=False, degree=40)
             return r.sum() + i.sum() + L.sum()
@@ -67,6 +68,16 @@ def test_api_functions_trace_in_a_fresh_process() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-6
+
+
+def test_list_and_tuple_options_share_one_cached_solver() -> None:
+    """``degree=[6, 6]`` was unhashable: every call built the solver afresh (about a second,
+    the exact Padé derivation) and could not be traced."""
+    from eigenflow import api
+
+    first = api._solver("mpa-lya", {"degree": [6, 6], "lya_iters": 3})
+    assert api._solver("mpa-lya", {"lya_iters": 3, "degree": (6, 6)}) is first
+    assert first.config.degree == (6, 6)
 
 
 def test_trace_time_marker_is_torchs() -> None:
