@@ -12,14 +12,14 @@ import os
 import platform
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._text import first_sentence, rst_to_text
 from ._version import __version__
 from .core.config import describe_config
-from .core.errors import EigenflowError
+from .core.errors import ConfigError, EigenflowError, did_you_mean
 from .registry.registry import (
     AUTOLOAD_ENV,
     DEBUG_ENV,
@@ -214,9 +214,105 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .runtime import Pipeline, distributed_env
+#: devices ``eigenflow run --device`` accepts (the runtime runs pipelines on these)
+RUN_DEVICES = "cpu, cuda, cuda:N for GPU N"
 
+
+def _check_device(device: str | None, what: str) -> None:
+    """Refuse a device the run cannot use, before anything is written: ``--device foo``,
+    ``mps`` or ``meta`` would otherwise fail half-way through the run, after ``run.json``.
+
+    ``what`` names where ``device`` came from (``--device``, or the config's ``device``).
+    """
+    if device is None:  # the default: cuda when available, else cpu
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    usable = parsed is not None and (
+        parsed.type == "cuda" or (parsed.type == "cpu" and parsed.index in (None, 0))
+    )
+    if not usable:
+        text = str(device)
+        if text.lower().startswith("gpu"):  # closest() would say 'cpu'
+            hint = f"; did you mean {'cuda' + text[3:]!r}?"
+        else:
+            hint = did_you_mean(text, ("cpu", "cuda", "cuda:0"))
+        raise ConfigError(
+            f"{what}: {device!r} is not a device eigenflow runs on{hint} (allowed: "
+            f"{RUN_DEVICES}; leave it out for cuda when available, else cpu)"
+        )
+    if parsed.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"{what}: {device!r} requested but CUDA is not available here (allowed here: cpu)"
+        )
+    count = torch.cuda.device_count()
+    if parsed.index is not None and parsed.index >= count:
+        raise ConfigError(
+            f"{what}: {device!r} requested but this machine has {count} GPU(s) "
+            f"(allowed: cpu, cuda, cuda:0 to cuda:{count - 1})"
+        )
+
+
+def _check_out_folder(out: str | os.PathLike, what: str) -> None:
+    """Refuse an output folder that cannot be one, before anything is written: an existing
+    file, or a path below a file (``f/sub``)."""
+    text = os.fspath(out)
+    if not text:
+        raise ConfigError(f"{what}: expected a folder path, got {text!r}")
+    path = Path(text)
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            return
+        if folder.exists() or folder.is_symlink():  # a file, or a link to nothing
+            kind = "a link to nothing" if folder.is_symlink() and not folder.exists() else "a file"
+            if folder == path:
+                raise ConfigError(
+                    f"{what}: {text!r} is {kind}, not a folder; give a folder path (a new "
+                    "folder, or one that holds a run, with --resume or --overwrite)"
+                )
+            raise ConfigError(
+                f"{what}: {text!r} cannot be created: {str(folder)!r} is {kind}, not a folder"
+            )
+
+
+def _check_tensorboard(pipeline: Any, what: str) -> None:
+    """Refuse TensorBoard logging without the tensorboard package before the run starts
+    (the trainer would find out only after ``run.json`` is written)."""
+    wanted = pipeline.tensorboard or any(
+        isinstance(getattr(stage.config, "trainer", None), Mapping)
+        and stage.config.trainer.get("tensorboard")
+        for stage in pipeline.stages
+    )
+    if not wanted:
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401 - what the trainer uses
+    except ImportError:
+        raise ConfigError(
+            f"{what}: TensorBoard logging needs the tensorboard package, which is not "
+            "installed: pip install tensorboard (or the extra: pip install "
+            "'eigenflow[tensorboard]'), or run without it"
+        ) from None
+
+
+def _prepare_run(args: argparse.Namespace) -> tuple[Any, str | None, str | None]:
+    """Everything ``eigenflow run`` checks before it writes anything: the device, the
+    specification with the ``--set`` overrides, the output folder and TensorBoard.
+
+    Returns the validated pipeline, the output folder and the device (``None``: the
+    pipeline's own, else the runtime's default).
+    """
+    from .runtime import Pipeline
+
+    _check_device(args.device, "--device")
+    if args.out is not None:
+        _check_out_folder(args.out, "--out")
     target = args.config
     overrides = dict(_parse_override(s) for s in args.set or [])
     if args.seed is not None:
@@ -228,7 +324,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pipeline = Pipeline.from_config(target, **overrides)
     else:
         pipeline = Pipeline.from_config({"pipeline": target}, **overrides)
-    summary = pipeline.run(out=args.out, device=args.device, quiet=args.quiet)
+    if args.device is None:
+        _check_device(pipeline.device, "device")
+    if args.out is None and pipeline.out is not None:
+        _check_out_folder(pipeline.out, "out")
+    _check_tensorboard(pipeline, "--tensorboard" if args.tensorboard else "tensorboard")
+    return pipeline, args.out, args.device
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runtime import distributed_env
+
+    pipeline, out, device = _prepare_run(args)
+    summary = pipeline.run(out=out, device=device, quiet=args.quiet)
     if distributed_env()[0] != 0:  # under torchrun only rank 0 prints the results
         return 0
     if args.json:
@@ -261,15 +369,63 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
     print(f"written to {summary['out']} (summary.json has every result)")
 
 
+def _unknown_solver_hint(patterns: Sequence[str]) -> str | None:
+    """The error of the first ``--solvers`` entry that names no registered solver and has a
+    close one (``mpa-lyaa`` -> ``did you mean 'mpa-lya'?``); ``None`` otherwise (the bench
+    harness reports the rest). Mirrors what
+    :func:`eigenflow.bench.contenders.select_contenders` accepts."""
+    import fnmatch
+
+    from .bench.contenders import parse_solver_spec
+    from .bench.spec import EIGH_PEER, SVD_PEER
+
+    registered = get_registries()["solver"].names()
+    peers = (EIGH_PEER, SVD_PEER)
+    for pattern in patterns:
+        try:
+            name, options = parse_solver_spec(pattern)
+        except EigenflowError:
+            continue  # a malformed NAME:KEY=VALUE: the harness says what is wrong
+        if options:
+            if name in registered:
+                continue
+        elif name in peers or any(fnmatch.fnmatchcase(n, name) for n in registered):
+            continue
+        hint = did_you_mean(name.strip("*?[]"), [*registered, *peers])
+        if hint:
+            what = (
+                f"unknown solver {name!r}" if options else f"{name!r} matches no registered solver"
+            )
+            return (
+                f"solvers: {what}{hint} (registered: {', '.join(registered)}; "
+                f"peers: {', '.join(peers)})"
+            )
+    return None
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import cli as bench_cli
 
+    if not getattr(args, "from_json", None):
+        problem = _unknown_solver_hint(args.solvers)
+        if problem:  # in the harness's words and exit status (2: a bad option)
+            print(f"eigenflow bench: error: {problem}", file=sys.stderr)
+            return 2
     return bench_cli.main(args)
 
 
 def _command(argv: Sequence[str]) -> str | None:
     """The subcommand named in ``argv`` (its first word that is not an option)."""
     return next((word for word in argv if not word.startswith("-")), None)
+
+
+#: the examples ``eigenflow run --help`` shows (each is checked by the tests)
+RUN_EXAMPLES = (
+    "eigenflow run gcp --set steps=50 --set solver=mpa-lya",
+    """eigenflow run gcp --device cpu --out runs/gcp --set 'solver={"name": "svd", "eps": 0}'""",
+    "eigenflow run train --set lr=1e-4 --set trainer.scheduler=cosine --out runs/train",
+    "eigenflow run train --out runs/train --resume",
+)
 
 
 def build_parser(*, bench_options: bool = True) -> argparse.ArgumentParser:
@@ -308,17 +464,26 @@ def build_parser(*, bench_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_doctor)
 
-    p = sub.add_parser("run", help="run a pipeline by name or from a TOML/JSON config")
+    p = sub.add_parser(
+        "run",
+        help="run a pipeline by name or from a TOML/JSON config",
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in RUN_EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config", help="pipeline name or path to a .toml/.json config")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0")
+    p.add_argument(
+        "--device",
+        help=f"where to run: {RUN_DEVICES}; default: cuda when available, else cpu",
+    )
     p.add_argument("--out", help="output folder")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override an option; a dotted KEY sets an entry of a table (trainer.lr=1e-4); "
-        "VALUE parsed as JSON when possible",
+        help="override an option; a dotted KEY sets an entry of a table "
+        "(e.g. trainer.scheduler=cosine for the train pipeline); VALUE parsed as JSON when "
+        "possible",
     )
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
     p.add_argument(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ from ..core.config import (
     integer,
     option,
 )
+from ..core.errors import ConfigError
 from ..core.io import atomic_torch_save, atomic_write_bytes
-from ..registry import hookimpl
+from ..registry import get_registries, hookimpl
 from ..runtime import RandomBatches, TrainConfig, Trainer
 
 __all__ = ["CovarianceTextures", "GCPPipeline", "HistoryRow", "plot_history", "write_history_csv"]
@@ -97,6 +100,84 @@ class CovarianceTextures(Dataset):
 
 # --------------------------------------------------------------------------- gcp pipeline
 
+#: what the ``gcp`` pipeline needs of its dataset
+_PAIRS = "(image, label) pairs: a float tensor (C, H, W) and an integer class label"
+
+
+def _declared_items(cls: type) -> str | None:
+    """What the items of dataset class ``cls`` are by the return annotation of its
+    ``__getitem__``: ``"pairs"`` (a 2-tuple), ``"dicts"``, ``"tuples of N"``; ``None`` when
+    it declares nothing that tells (then the first item is looked at when the run starts)."""
+    try:
+        declared = typing.get_type_hints(cls.__getitem__).get("return")
+    except Exception:  # an annotation that does not evaluate: nothing declared
+        return None
+    origin = typing.get_origin(declared) or declared
+    if origin is tuple:
+        args = typing.get_args(declared)
+        if len(args) == 2 and args[1] is not Ellipsis:
+            return "pairs"
+        return None if not args or args[-1] is Ellipsis else f"tuples of {len(args)}"
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return "dicts"
+    return None
+
+
+def _pair_datasets() -> list[str]:
+    """The registered datasets whose items are declared to be 2-tuples."""
+    registry = get_registries()["dataset"]
+    return [name for name in registry.names() if _declared_items(registry.get(name)) == "pairs"]
+
+
+def _not_pairs(name: str, found: str) -> ConfigError:
+    qualify = ", ".join(_pair_datasets()) or "none registered"
+    return ConfigError(
+        f"option 'dataset' = {name!r} is invalid: gcp needs a dataset of {_PAIRS}; the items "
+        f"of {name!r} are {found} (datasets that give such pairs: {qualify})"
+    )
+
+
+def _describe_item(item: Any) -> str:
+    if isinstance(item, torch.Tensor):
+        return f"tensors of shape {tuple(item.shape)}"
+    if isinstance(item, Mapping):
+        return "dicts with keys " + ", ".join(repr(k) for k in item)
+    if isinstance(item, tuple | list):
+        parts = [
+            f"tensor {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__
+            for v in item
+        ]
+        return f"{type(item).__name__}s ({', '.join(parts)})"
+    return type(item).__name__ + " objects"
+
+
+def _is_label(value: Any) -> bool:
+    try:
+        label = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return label.ndim == 0 and not (
+        label.is_floating_point() or label.is_complex() or label.dtype == torch.bool
+    )
+
+
+def _check_pairs(data: Any, name: str) -> None:
+    """Refuse a dataset whose first item is not an ``(image (C, H, W), label)`` pair (for
+    datasets that declare nothing, :func:`_declared_items`)."""
+    if len(data) == 0:
+        raise ConfigError(f"option 'dataset' = {name!r} is invalid: it has no items")
+    item = data[0]
+    ok = (
+        isinstance(item, tuple | list)
+        and len(item) == 2
+        and isinstance(item[0], torch.Tensor)
+        and item[0].ndim == 3
+        and item[0].is_floating_point()
+        and _is_label(item[1])
+    )
+    if not ok:
+        raise _not_pairs(name, _describe_item(item))
+
 
 @config
 class GCPConfig:
@@ -106,7 +187,9 @@ class GCPConfig:
 
     solver: Any = component_option("solver", "svd", help="solver for the matrix square root")
     dataset: Any = component_option(
-        "dataset", "covariance-textures", help="dataset of (image, label) pairs"
+        "dataset",
+        "covariance-textures",
+        help="dataset of (image, label) pairs: images (C, H, W), integer class labels",
     )
     hidden: int = option(16, validator=integer(1), help="channels after the 1x1 convolution")
     steps: int = option(150, validator=integer(1), help="optimisation steps per model")
@@ -120,6 +203,19 @@ class GCPConfig:
     baseline: bool = option(
         True, validator=boolean(), help="also train the average-pooling baseline"
     )
+
+    @dataset.validator
+    def _dataset_gives_pairs(self, _attribute: Any, value: Any) -> None:
+        # at validation, before a run folder exists: what the dataset class declares
+        # (an unknown name or a bad value is reported by the option's own checks)
+        if not isinstance(value, ComponentRef):
+            return
+        registry = get_registries()["dataset"]
+        if value.name not in registry:
+            return
+        found = _declared_items(registry.get(value.name))
+        if found not in (None, "pairs"):
+            raise _not_pairs(value.name, found)
 
 
 class _Classifier(nn.Module):
@@ -153,6 +249,7 @@ class GCPPipeline(PipelineBase):
     def run(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.config
         data = cfg.dataset.build("dataset")
+        _check_pairs(data, cfg.dataset.name)
         images = torch.stack([data[i][0] for i in range(len(data))]).to(ctx.device)
         labels = torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))]).to(ctx.device)
         num_classes = int(labels.max()) + 1
