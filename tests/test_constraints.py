@@ -14,7 +14,7 @@ from scipy.optimize import minimize_scalar
 from torch import nn
 
 import eigenflow as ef
-from eigenflow.core.polar import nearest_orthogonal, newton_schulz_polar
+from eigenflow.core.polar import POLAR_METHODS, nearest_orthogonal, newton_schulz_polar
 from eigenflow.plugins.constraints import ConstraintSet, optimal_learning_rate
 
 DTYPES = [torch.float32, torch.float64]
@@ -107,6 +107,15 @@ def test_newton_schulz_polar_matches_svd():
     torch.testing.assert_close(newton_schulz_polar(A.mT, 30), ref.mT, atol=1e-12, rtol=0)
     R32 = nearest_orthogonal(A.float(), method="newton-schulz", iters=30)
     assert _orth_residual(R32) < 1e-5
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e20])
+def test_newton_schulz_polar_at_extreme_scales(scale):
+    """polar(c A) = polar(A): the Frobenius normalisation once overflowed (float32 entries
+    above ~1e19: error 1.0) or underflowed (below ~1e-22: NaN)."""
+    A = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    ref = nearest_orthogonal(A.double(), method="svd").float()
+    torch.testing.assert_close(newton_schulz_polar(A * scale, 30), ref, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("method", ["svd", "newton-schulz"])
@@ -487,3 +496,217 @@ def test_constraints_on_cuda():
     hh = ef.create("constraint", "householder", rank=4).attach(model[2])
     assert model[2].weight.device.type == "cuda"
     assert hh.directions().shape == (16, 4)
+
+
+# --------------------------------------------------------------------------- all-or-nothing attach
+
+
+def _snapshot(layers: list[nn.Module]) -> list[tuple]:
+    return [
+        (
+            type(layer),
+            dict(layer.named_parameters()),
+            {k: v.clone() for k, v in layer.state_dict().items()},
+        )
+        for layer in layers
+    ]
+
+
+def _assert_as_before(layers: list[nn.Module], snapshot: list[tuple]) -> None:
+    for layer, (cls, params, state) in zip(layers, snapshot):
+        assert type(layer) is cls
+        assert dict(layer.named_parameters()) == params  # the same parameter objects
+        assert set(layer.state_dict()) == set(state)
+        for k, v in layer.state_dict().items():
+            assert torch.equal(v, state[k]), k
+
+
+def test_failed_householder_attach_on_a_list_leaves_no_layer_constrained():
+    """The audit's case: rank 3 is invalid for the second layer (a 6 x 1 weight)."""
+    a, b = nn.Linear(6, 6), nn.Linear(1, 6)
+    before = _snapshot([a, b])
+    hh = ef.create("constraint", "householder", rank=3)
+    with pytest.raises(ef.ConfigError, match="rank"):
+        hh.attach([a, b])
+    _assert_as_before([a, b], before)
+    assert hh.parametrizations == []
+    hh.attach([a])  # no "already attached": the failed attach left nothing behind
+    assert torch.nn.utils.parametrize.is_parametrized(a, "weight")
+
+
+@pytest.mark.parametrize("name", ["orth-weight", "spectral-norm", "householder"])
+def test_parametrization_attach_is_undone_when_a_later_layer_fails(name):
+    """A failure after some layers were parametrized (here: the third of three) restores
+    them all, classes, parameter objects and values; a retry then works."""
+    torch.manual_seed(13)
+    layers = [nn.Linear(5, 5), nn.Conv2d(2, 4, 3), nn.Linear(5, 3)]
+    before = _snapshot(layers)
+    c = ef.create("constraint", name, **({"rank": 2} if name == "householder" else {}))
+    real = c.make_parametrization
+    seen: list[nn.Module] = []
+
+    def fails_on_the_third(module: nn.Module) -> nn.Module:
+        seen.append(module)
+        if len(seen) == 3:
+            raise RuntimeError("third layer fails")
+        return real(module)
+
+    c.make_parametrization = fails_on_the_third
+    with pytest.raises(RuntimeError, match="third layer fails"):
+        c.attach(layers)
+    assert len(seen) == 3  # the first two were parametrized before the failure
+    _assert_as_before(layers, before)
+    assert c.parametrizations == []
+    del c.make_parametrization
+    c.attach(layers)
+    assert len(c.parametrizations) == 3
+
+
+def test_undone_attach_keeps_an_earlier_constraint_of_the_same_weight():
+    torch.manual_seed(14)
+    a, b = nn.Linear(5, 5), nn.Linear(5, 5)
+    ef.create("constraint", "orth-weight").attach(a)
+    original = a.parametrizations.weight.original
+    weight = a.weight.detach().clone()
+    sn = ef.create("constraint", "spectral-norm")
+    real = sn.make_parametrization
+
+    def fails_on_b(module: nn.Module) -> nn.Module:
+        if module is b:
+            raise RuntimeError("b fails")
+        return real(module)
+
+    sn.make_parametrization = fails_on_b
+    with pytest.raises(RuntimeError, match="b fails"):
+        sn.attach([a, b])
+    assert len(a.parametrizations.weight) == 1  # orth-weight only, as before
+    assert a.parametrizations.weight.original is original
+    torch.testing.assert_close(a.weight.detach(), weight, atol=0, rtol=0)
+    assert not torch.nn.utils.parametrize.is_parametrized(b)
+
+
+def test_failed_olr_attach_on_a_list_restores_the_param_groups():
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    opt = torch.optim.SGD(a.parameters(), lr=0.1)  # b is not in the optimizer
+    groups = [list(g["params"]) for g in opt.param_groups]
+    olr = ef.create("constraint", "olr")
+    with pytest.raises(ef.InputError, match="not in the optimizer"):
+        olr.attach([a, b], optimizer=opt)  # a's weight was moved to its own group first
+    assert [list(g["params"]) for g in opt.param_groups] == groups
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    olr.attach([a], optimizer=opt)
+    assert len(opt.param_groups) == 2
+
+
+def test_constraint_set_attach_is_all_or_nothing():
+    layer = nn.Linear(6, 6)
+    before = _snapshot([layer])
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    cs = ConstraintSet(
+        [ef.create("constraint", "householder", rank=2), ef.create("constraint", "nog")]
+    )
+    with pytest.raises(ef.NotSupportedError, match=r"'nog' cannot act on Linear\.weight"):
+        cs.attach(layer, optimizer=opt)  # householder attaches first, then nog refuses
+    _assert_as_before([layer], before)
+    assert not opt._optimizer_step_pre_hooks
+    # attach_optimizer: nog attaches, then olr fails (the layer is not in this optimizer)
+    cs = ConstraintSet([ef.create("constraint", n) for n in ("nog", "olr")]).attach(layer)
+    other = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ef.InputError, match="not in the optimizer"):
+        cs.attach_optimizer(other)
+    assert not other._optimizer_step_pre_hooks and not other._optimizer_step_post_hooks
+    cs.attach_optimizer(opt)  # the retry with the right optimizer works
+    assert len(opt._optimizer_step_pre_hooks) == 2
+    cs.detach()
+
+
+@pytest.mark.parametrize("name", ["nog", "orth-weight", "orth-loss"])
+def test_the_same_layer_twice_is_an_input_error(name):
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    with pytest.raises(ef.InputError, match="item 2 is the same Linear as item 0"):
+        ef.create("constraint", name).attach([a, b, a])
+    assert not torch.nn.utils.parametrize.is_parametrized(a)
+    p = nn.Parameter(torch.randn(3, 3))
+    if name != "orth-weight":
+        with pytest.raises(ef.InputError, match="item 1 is the same parameter as item 0"):
+            ef.create("constraint", name).attach([p, p])
+
+
+# --------------------------------------------------------------------------- zero gradients
+
+
+@pytest.mark.parametrize("method", POLAR_METHODS)
+def test_nog_keeps_a_zero_gradient_zero(method):
+    """Per weight and for every method: a zero gradient gives a zero update (the SVD made it
+    a full orthogonal step), while a non-zero gradient of the same shape, orthogonalised in
+    the same batched call, is still replaced by its polar factor."""
+    torch.manual_seed(15)
+    layers = [nn.Linear(4, 4, bias=False) for _ in range(3)] + [nn.Conv2d(2, 3, 2, bias=False)]
+    opt = torch.optim.SGD([layer.weight for layer in layers], lr=0.1)
+    ef.create("constraint", "nog", method=method, iters=60).attach(layers, optimizer=opt)
+    Q1 = torch.linalg.qr(torch.randn(4, 4, generator=_gen(16)))[0]
+    Q2 = torch.linalg.qr(torch.randn(4, 4, generator=_gen(17)))[0]
+    G = Q1 @ torch.diag(torch.tensor([1.0, 1.5, 2.0, 3.0])) @ Q2
+    weights = [layer.weight.detach().clone() for layer in layers]
+    for layer in layers:
+        layer.weight.grad = torch.zeros_like(layer.weight)
+    layers[1].weight.grad = G.clone()
+    opt.step()
+    for i in (0, 2, 3):
+        assert torch.equal(layers[i].weight.grad, torch.zeros_like(layers[i].weight)), i
+        assert torch.equal(layers[i].weight.detach(), weights[i]), i
+    ref = torch.from_numpy(scipy.linalg.polar(G.double().numpy())[0]).float()
+    torch.testing.assert_close(layers[1].weight.grad, ref, atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- spectral-norm warm-up
+
+
+def _weight_with_spectrum(s: torch.Tensor, seed: int) -> torch.Tensor:
+    n = s.shape[0]
+    U = torch.linalg.qr(torch.randn(n, n, generator=_gen(seed), dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(n, n, generator=_gen(seed + 1), dtype=torch.float64))[0]
+    return U @ torch.diag(s) @ V.mT
+
+
+def test_spectral_norm_warms_up_at_attach():
+    """15 power iterations at attach (torch's spectral_norm does the same at registration):
+    right after attach, in eval mode, ||W||_2 = 1 against float64 matrix_norm; with
+    warmup_iters=0 the random start vector leaves the weight far from normalised."""
+    s = torch.cat([torch.tensor([2.0]), torch.linspace(1.0, 0.1, 31)]).double()
+    W = _weight_with_spectrum(s, seed=18)  # sigma_1 / sigma_2 = 2: (1/2)^30 after 15 steps
+    results = {}
+    for warmup in (15, 0):
+        torch.manual_seed(19)
+        layer = nn.Linear(32, 32).double()
+        with torch.no_grad():
+            layer.weight.copy_(W)
+        options = {} if warmup == 15 else {"warmup_iters": 0}
+        ef.create("constraint", "spectral-norm", **options).attach(layer)
+        layer.eval()
+        results[warmup] = float(torch.linalg.matrix_norm(layer.weight.detach(), 2))
+        if warmup == 15:
+            u = layer.parametrizations.weight[0].u
+            U_ref = torch.linalg.svd(W)[0][:, 0]
+            assert float((u @ U_ref).abs()) == pytest.approx(1.0, abs=1e-12)
+            before = u.clone()
+            layer(torch.randn(3, 32, dtype=torch.float64))
+            assert torch.equal(u, before)  # eval mode does not iterate
+    assert results[15] == pytest.approx(1.0, abs=1e-10)
+    assert results[0] > 1.1
+
+
+def test_spectral_norm_eval_right_after_attach_audit_case():
+    """The audit's case: a default-initialised 64 x 64 layer, eval right after attach, had
+    ||W||_2 = 1.32 without the warm-up (still so with warmup_iters=0); 7.6e-5 from 1 now."""
+    norms = {}
+    for warmup in (15, 0):
+        torch.manual_seed(0)
+        layer = nn.Linear(64, 64)
+        ef.create("constraint", "spectral-norm", warmup_iters=warmup).attach(layer)
+        layer.eval()
+        norms[warmup] = float(torch.linalg.matrix_norm(layer.weight.detach().double(), 2))
+    assert abs(norms[15] - 1.0) < 1e-3
+    assert norms[0] > 1.2
+    with pytest.raises(ef.ConfigError, match="warmup_iters"):
+        ef.create("constraint", "spectral-norm", warmup_iters=-1)

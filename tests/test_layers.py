@@ -212,6 +212,50 @@ class TestCovariancePooling:
             layer(torch.ones(2, 4, 3, 3, dtype=torch.int64))
 
     @pytest.mark.parametrize(
+        ("options", "shape", "message"),
+        [
+            ({}, (2, 3, 1, 1), r"at least 2 spatial positions .* got 1 \(shape \(2, 3, 1, 1\)"),
+            ({}, (2, 3, 0, 4), r"at least 2 spatial positions .* got 0"),
+            ({}, (2, 3, 1), r"at least 2 spatial positions .* got 1"),
+            ({"layout": "tokens"}, (2, 1, 4), r"at least 2 tokens to estimate .* got 1"),
+            (
+                {"layout": "tokens", "cls_token": True, "in_channels": 4, "num_classes": 3},
+                (2, 2, 4),
+                r"at least 2 tokens \(after the class token\) .* got 1",
+            ),
+            ({"layout": "tokens", "cls_token": True}, (2, 0, 4), r"2 tokens .* got 0"),
+            ({}, (2, 0, 4, 4), r"x: expected at least 1 channel, got 0 \(shape \(2, 0, 4, 4\)"),
+            ({"layout": "tokens"}, (2, 5, 0), r"x: expected at least 1 channel, got 0"),
+        ],
+    )
+    def test_too_few_positions_or_no_channel(self, options, shape, message):
+        """A covariance needs 2 samples: 1 position gave NaN (or an identity / zero root and NaN
+        gradients), 0 channels a raw PyTorch error. Now an InputError, as in wct."""
+        layer = ef.create("layer", "covariance-pooling", **options)
+        with pytest.raises(InputError, match=message):
+            layer(torch.randn(*shape, dtype=F64))
+
+    def test_two_positions_are_enough(self):
+        """The boundary of the check: 2 positions (and 2 tokens after a class token) pool to
+        the root of their rank-1 covariance, against float64 eigh (the zero eigenvalues'
+        roots are only known to about sqrt(eps))."""
+        x = correlated(2, 3, 2, 1)
+        out = ef.create("layer", "covariance-pooling", solver="svd", triu=False)(x)
+        L, V = torch.linalg.eigh(covariance(x.reshape(2, 3, 2)))
+        ref = (V * L.clamp_min(0.0).sqrt().unsqueeze(-2)) @ V.mT  # PSD root, rank 1
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+        tokens = torch.cat([torch.randn(2, 1, 3, dtype=F64), x.reshape(2, 3, 2).mT], dim=1)
+        layer = ef.create(
+            "layer",
+            "covariance-pooling",
+            layout="tokens",
+            cls_token=True,
+            solver="svd",
+            triu=False,
+        )
+        torch.testing.assert_close(layer(tokens), out, rtol=0, atol=1e-12)
+
+    @pytest.mark.parametrize(
         ("options", "message"),
         [
             ({"cls_token": True}, "cls_token=True needs layout='tokens'"),

@@ -167,7 +167,9 @@ class CovariancePooling(Layer):
     """Global covariance pooling: ``Q = (X Ibar X^T)^(1/2)`` by the chosen solver.
 
     Input ``(B, C, *spatial)`` (``layout='channels-first'``) or ``(B, N, C)``
-    (``layout='tokens'``, optionally with a leading class token). Output ``(B, d(d+1)/2)``
+    (``layout='tokens'``, optionally with a leading class token), with ``C >= 1`` channels and
+    at least 2 positions (spatial positions, or tokens besides the class token) per sample:
+    fewer raise :class:`~eigenflow.InputError`, as in ``wct``. Output ``(B, d(d+1)/2)``
     (``triu``), ``(B, d, d)``, or logits ``(B, num_classes)`` when ``num_classes`` is set,
     with ``d = reduce_dim or C``.
     """
@@ -203,9 +205,31 @@ class CovariancePooling(Layer):
         d = cfg.reduce_dim or cfg.in_channels
         return None if d is None else (d * (d + 1) // 2 if cfg.triu else d * d)
 
+    def _check_positions(self, x: torch.Tensor) -> None:
+        """At least one channel and 2 positions (tokens) per sample: a covariance over fewer
+        samples is undefined (0/0), and its root would be NaN. Host shape checks only."""
+        cfg = self.config
+        if cfg.layout == "tokens":
+            channels, n = x.shape[-1], x.shape[1] - int(cfg.cls_token)
+            what = "tokens (after the class token)" if cfg.cls_token else "tokens"
+        else:
+            channels, n = x.shape[1], math.prod(x.shape[2:])
+            what = "spatial positions"
+        if channels < 1:
+            raise InputError(
+                f"x: expected at least 1 channel, got 0 (shape {tuple(x.shape)}, "
+                f"layout={cfg.layout!r})"
+            )
+        if n < 2:
+            raise InputError(
+                f"x: expected at least 2 {what} to estimate a covariance, got {max(n, 0)} "
+                f"(shape {tuple(x.shape)}, layout={cfg.layout!r})"
+            )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         check_tensor(x, "x", min_dims=3)
+        self._check_positions(x)
         token = None
         if cfg.layout == "tokens":
             if cfg.cls_token:

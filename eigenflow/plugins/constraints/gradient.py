@@ -23,7 +23,7 @@ from ...core.component import Constraint
 from ...core.config import config, floating, integer, one_of, option, optional
 from ...core.errors import InputError, NotSupportedError
 from ...core.polar import POLAR_METHODS, nearest_orthogonal
-from ._targets import Slot, as_matrix, resolve_slots
+from ._targets import Slot, as_matrix, resolve_slots, undo_on_error
 
 __all__ = [
     "NOGConfig",
@@ -55,10 +55,15 @@ class _StepHookConstraint(Constraint):
         """Constrain ``target`` (a layer with a weight, a parameter, or a list of them).
 
         With ``optimizer``, ``apply()`` runs automatically before each ``optimizer.step()``.
+        A weight parametrized by several tensors (``householder``) is refused here, with
+        :class:`~eigenflow.NotSupportedError`, not at the first step.
         """
         if self.attached:
             raise NotSupportedError(f"constraint {self.name!r} is already attached; detach first")
-        self._slots = resolve_slots(target)
+        slots = resolve_slots(target)
+        for slot in slots:
+            slot.leaf(self.name)  # the single parameter the gradient treatment acts on
+        self._slots = slots
         self.optimizer = optimizer
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
@@ -110,6 +115,10 @@ class NearestOrthogonalGradient(_StepHookConstraint):
     weights ``(out, in, kh, kw)`` are treated as ``(out, in*kh*kw)``. Gradients of equal shape
     are stacked and orthogonalised in one batched call. Under a parametrization (e.g.
     ``orth-weight``) the gradient of the unconstrained parameter is the one replaced.
+
+    A gradient that is exactly zero (per weight) stays zero, whatever the ``method``: it has no
+    nearest orthogonal direction, and a zero gradient must not move the weight. This is decided
+    on the device (no host synchronisation).
     """
 
     Config = NOGConfig
@@ -129,6 +138,10 @@ class NearestOrthogonalGradient(_StepHookConstraint):
         for grads in groups.values():
             G = torch.stack([as_matrix(g) for g in grads])
             R = nearest_orthogonal(G, self.config.method, self.config.iters)
+            # a zero gradient has no direction: it stays zero (the SVD would return some
+            # orthogonal matrix, a full step); decided on the device, per matrix
+            nonzero = G.ne(0).flatten(1).any(dim=1)
+            R = torch.where(nonzero[:, None, None], R, torch.zeros_like(R))
             for g, r in zip(grads, R.unbind(0)):
                 g.copy_(r.view_as(g))
 
@@ -206,13 +219,10 @@ class OptimalLearningRate(_StepHookConstraint):
         if optimizer is None:
             return self
         if self.config.apply_as == "lr":
-            try:
+            with undo_on_error(self.detach):
                 for slot in self._slots:
-                    self._own_group(optimizer, slot.leaf())
-            except Exception:
-                self.detach()
-                raise
-            self._handles.append(optimizer.register_step_post_hook(self._post_hook))
+                    self._own_group(optimizer, slot.leaf(self.name))
+                self._handles.append(optimizer.register_step_post_hook(self._post_hook))
         return self
 
     def _own_group(self, optimizer: torch.optim.Optimizer, param: nn.Parameter) -> None:

@@ -37,7 +37,12 @@ class HouseholderProjector(nn.Module):
     ``right_inverse(W)`` is the thesis's initialisation from a (pretrained) weight: the SVD
     ``W = U S V^T`` gives the nearest orthogonal matrix ``U V^T``, and ``U``, ``V`` are
     decomposed into reflectors by Householder QR. Assigning ``layer.weight = A`` does the same.
+
+    It must be the only parametrization of its weight: its two tensors replace the weight,
+    so it can neither follow another parametrization nor hand a single tensor to one after it.
     """
+
+    constraint = "householder"
 
     def __init__(self, shape: torch.Size, rank: int, dtype: torch.dtype, device: torch.device):
         super().__init__()
@@ -107,10 +112,18 @@ class Householder(ParametrizationConstraint):
     Build the optimizer after ``attach`` (the learnable tensors are new). ``directions()``
     gives the ``N`` orthonormal latent directions (columns of ``V``), used by the traversal
     ``householder``.
+
+    ``householder`` is the only parametrization of the weights it constrains: ``attach``
+    refuses a weight that ``orth-weight`` or ``spectral-norm`` already parametrizes, those
+    refuse a ``householder`` weight, and ``nog`` / ``olr`` refuse it too (its learnable
+    tensors are reflector vectors, not a weight matrix), all with
+    :class:`~eigenflow.NotSupportedError` at attach. Penalties (``orth-loss``) read
+    ``layer.weight`` and combine with it.
     """
 
     Config = HouseholderConfig
     source = "000 (Song 2023), Sec. 4.4, Eq. 4.5, Theorems 5-6"
+    exclusive = True
 
     def make_parametrization(self, module: nn.Module) -> nn.Module:
         weight = module.weight

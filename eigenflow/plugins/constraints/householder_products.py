@@ -17,7 +17,12 @@ represented with exactly ``d`` reflectors (see :func:`householder_vectors`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from ...core.checks import FLOAT_DTYPES
+from ...core.errors import InputError
 
 __all__ = [
     "compact_wy",
@@ -30,12 +35,29 @@ __all__ = [
 
 
 def _unit_rows(vectors: torch.Tensor) -> torch.Tensor:
-    norm = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
-    return vectors / norm.clamp_min(torch.finfo(vectors.dtype).tiny)
+    """``h / ||h||`` for every row ``h`` of ``(..., m, d)`` vectors; a zero row stays zero.
+
+    ``H(c h) = H(h)`` for every ``c != 0``, so each row is first divided by its largest
+    magnitude ``s = max_i |h_i|``: the scaled row has entries in ``[-1, 1]`` and a norm in
+    ``[1, sqrt(d)]``, and no sum of squares under- or overflows, whatever the row's scale
+    (down to subnormal numbers, up to the dtype's largest). ``s`` is detached: ``y(h) =
+    y(h / s)`` holds for any constant ``s``, so the gradient through ``h / s`` is exact. No
+    host synchronisation and no branch on values (``torch.where``), so it traces whole.
+    """
+    if vectors.shape[-1] == 0:
+        return vectors
+    scale = vectors.detach().abs().amax(dim=-1, keepdim=True)
+    scaled = vectors / torch.where(scale > 0, scale, torch.ones_like(scale))
+    norm = torch.linalg.vector_norm(scaled, dim=-1, keepdim=True)  # 0, or in [1, sqrt(d)]
+    return scaled / torch.where(norm > 0, norm, torch.ones_like(norm))
 
 
 def reflector(h: torch.Tensor) -> torch.Tensor:
-    """The Householder matrix ``I - 2 h h^T / ||h||^2`` of ``(..., d)`` vectors, ``(..., d, d)``."""
+    """The Householder matrix ``I - 2 h h^T / ||h||^2`` of ``(..., d)`` vectors, ``(..., d, d)``.
+
+    Exact for vectors of any non-zero scale (``H(c h) = H(h)``; see :func:`householder_columns`
+    for how). A zero vector, which defines no reflection, gives the identity.
+    """
     y = _unit_rows(h)
     eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
     return eye - 2.0 * y[..., :, None] * y[..., None, :]
@@ -49,7 +71,8 @@ def householder_sequential(
     Parameters
     ----------
     vectors
-        ``(..., m, d)``: reflector vectors as rows (any non-zero norm).
+        ``(..., m, d)``: reflector vectors as rows, of any scale; a zero row is the identity
+        factor.
     signs
         Optional ``(..., d)`` column signs.
 
@@ -73,7 +96,8 @@ def compact_wy(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Parameters
     ----------
     vectors
-        ``(..., m, d)`` reflector vectors as rows.
+        ``(..., m, d)`` reflector vectors as rows, of any scale (a zero row gives a zero column
+        of ``Y``, i.e. the identity factor).
 
     Returns
     -------
@@ -87,6 +111,47 @@ def compact_wy(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     eye = torch.eye(m, dtype=Y.dtype, device=Y.device)
     T_inv = torch.triu(Y.mT @ Y, diagonal=1) + 0.5 * eye
     return Y, T_inv
+
+
+def _check_columns_args(vectors: Any, columns: Any, signs: Any, block: Any) -> tuple[int, int]:
+    """Validate the arguments of :func:`householder_columns` on the host; ``(m, d)``."""
+    if not isinstance(vectors, torch.Tensor):
+        raise InputError(f"vectors: expected a torch.Tensor, got {type(vectors).__name__}")
+    if vectors.dtype not in FLOAT_DTYPES:
+        raise InputError(
+            f"vectors: expected dtype float32 or float64, got "
+            f"{str(vectors.dtype).replace('torch.', '')}"
+        )
+    if vectors.dim() < 2:
+        raise InputError(
+            f"vectors: expected reflector vectors as the rows of a (..., m, d) tensor, at least "
+            f"2 dimensions, got shape {tuple(vectors.shape)}"
+        )
+    m, d = vectors.shape[-2:]
+    if d < 1:
+        raise InputError(
+            f"vectors: expected reflectors of size d >= 1, got shape {tuple(vectors.shape)}"
+        )
+    if not _is_int(columns) or not 1 <= columns <= d:
+        raise InputError(
+            f"columns: expected an integer with 1 <= columns <= d = {d} (the reflectors' size), "
+            f"got {columns!r}"
+        )
+    if block is not None and (not _is_int(block) or block < 1):
+        raise InputError(f"block: expected None (one block) or an integer >= 1, got {block!r}")
+    if signs is not None:
+        if not isinstance(signs, torch.Tensor) or signs.dim() < 1 or signs.shape[-1] != d:
+            got = tuple(signs.shape) if isinstance(signs, torch.Tensor) else type(signs).__name__
+            raise InputError(f"signs: expected None or a (..., d = {d}) tensor, got {got}")
+        if signs.dtype != vectors.dtype:
+            raise InputError(
+                f"signs: expected the dtype of vectors, {vectors.dtype}, got {signs.dtype}"
+            )
+    return m, d
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | torch.SymInt) and not isinstance(value, bool)
 
 
 def householder_columns(
@@ -104,24 +169,42 @@ def householder_columns(
     instead of ``O(d m^2 + m^2 c + d m c)`` for one block, with ``ceil(m / b)`` sequential
     steps; the backward is plain autograd through matrix products and triangular solves.
 
+    Each reflector vector is normalised after division by its largest magnitude, so vectors
+    of any scale give the same reflector (``H(c h) = H(h)``, from subnormal to near-overflow
+    norms); a zero vector gives the identity factor. The arguments are checked on the host
+    (shapes, dtypes, integers), which ``torch.compile`` folds away.
+
     Parameters
     ----------
     vectors
-        ``(..., m, d)`` reflector vectors as rows.
+        ``(..., m, d)`` reflector vectors as rows, float32 or float64, ``d >= 1``; ``m = 0``
+        (no reflector) gives the leading columns of the identity, batched like ``vectors``.
     columns
-        Number ``c`` of leading columns, ``1 <= c <= d``.
+        Number ``c`` of leading columns, an integer with ``1 <= c <= d``.
     signs
-        Optional ``(..., d)`` column signs (only the first ``c`` are used).
+        Optional ``(..., d)`` column signs of the dtype of ``vectors`` (only the first ``c``
+        are used).
     block
-        Reflectors per WY block (``None``: one block of all ``m``).
+        Reflectors per WY block, an integer ``>= 1`` (``None``: one block of all ``m``).
 
     Returns
     -------
     torch.Tensor
         ``(..., d, c)`` with orthonormal columns.
+
+    Raises
+    ------
+    InputError
+        On a non-tensor, a non-float32/64 dtype or fewer than 2 dimensions of ``vectors``,
+        ``d = 0``, ``columns`` outside ``[1, d]``, ``block < 1``, or ``signs`` of another size
+        or dtype.
     """
-    m, d = vectors.shape[-2:]
-    b = m if block is None else max(1, min(block, m))
+    m, d = _check_columns_args(vectors, columns, signs, block)
+    if m == 0:  # no reflector: the identity's leading columns, with the batch dimensions
+        eye = torch.eye(d, columns, dtype=vectors.dtype, device=vectors.device)
+        Q = eye.expand(*vectors.shape[:-2], d, columns).clone()
+        return Q if signs is None else Q * signs[..., None, :columns]
+    b = m if block is None else min(block, m)
     Q = torch.eye(d, columns, dtype=vectors.dtype, device=vectors.device)
     for start in range(((m - 1) // b) * b, -1, -b):
         Y, T_inv = compact_wy(vectors[..., start : start + b, :])
@@ -136,8 +219,13 @@ def householder_columns(
 def householder_matrix(
     vectors: torch.Tensor, signs: torch.Tensor | None = None, block: int | None = 64
 ) -> torch.Tensor:
-    """``H(h_1) ... H(h_m) diag(signs)`` as a full ``(..., d, d)`` matrix by compact WY."""
-    return householder_columns(vectors, vectors.shape[-1], signs, block)
+    """``H(h_1) ... H(h_m) diag(signs)`` as a full ``(..., d, d)`` matrix by compact WY.
+
+    The arguments are those of :func:`householder_columns` (with ``columns = d``), checked the
+    same way.
+    """
+    d = vectors.shape[-1] if isinstance(vectors, torch.Tensor) and vectors.dim() >= 1 else 1
+    return householder_columns(vectors, d, signs, block)
 
 
 def householder_vectors(Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ import torch
 from ...core.component import Constraint
 from ...core.errors import InputError
 from ...core.polar import condition_number, orthogonality_error
-from ._targets import as_matrix, resolve_slots
+from ._targets import as_matrix, resolve_slots, undo_on_error
 from .gradient import _StepHookConstraint
 
 __all__ = ["ConstraintSet", "MetricRecorder"]
@@ -42,23 +42,32 @@ class ConstraintSet:
         """Attach every constraint; with ``optimizer`` the step hooks are registered too.
 
         Parametrizations create new parameters: when one is in the set, build the optimizer
-        afterwards and call :meth:`attach_optimizer`.
+        afterwards and call :meth:`attach_optimizer`. All or nothing: if one constraint
+        refuses, those this call attached are detached again (parametrizations with
+        ``restore=True``) before the error is raised.
         """
+        chosen = [
+            c for c in self.constraints if optimizer is not None or not _needs_optimizer(c)
+        ]  # without an optimizer, gradient treatments wait for attach_optimizer
+        self._attach_all(chosen, target, optimizer)
         self._target = target
-        for c in self.constraints:
-            if isinstance(c, _StepHookConstraint) and optimizer is None:
-                continue  # gradient treatments wait for the optimizer
-            c.attach(target, optimizer=optimizer)
-            self._optimizer_attached.append(c)
         return self
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> ConstraintSet:
-        """Attach the gradient / learning-rate treatments to ``optimizer``."""
-        for c in self.constraints:
-            if isinstance(c, _StepHookConstraint) and c not in self._optimizer_attached:
-                c.attach(self._target, optimizer=optimizer)
-                self._optimizer_attached.append(c)
+        """Attach the gradient / learning-rate treatments to ``optimizer`` (all or nothing)."""
+        chosen = [
+            c for c in self.constraints if _needs_optimizer(c) and c not in self._optimizer_attached
+        ]
+        self._attach_all(chosen, self._target, optimizer)
         return self
+
+    def _attach_all(self, chosen: list[Constraint], target: Any, optimizer: Any) -> None:
+        done: list[Constraint] = []
+        with undo_on_error(lambda: _detach_all(done, restore=True)):
+            for c in chosen:
+                c.attach(target, optimizer=optimizer)
+                done.append(c)
+        self._optimizer_attached.extend(done)
 
     def penalty(self) -> torch.Tensor | float:
         """Sum of the constraints' penalties (0 when none adds one)."""
@@ -67,12 +76,21 @@ class ConstraintSet:
 
     def detach(self, **kwargs: Any) -> None:
         """Detach in reverse order (keyword arguments go to parametrization constraints)."""
-        for c in reversed(self._optimizer_attached):
-            if hasattr(c, "parametrizations"):
-                c.detach(**kwargs)
-            else:
-                c.detach()
+        _detach_all(self._optimizer_attached, **kwargs)
         self._optimizer_attached = []
+
+
+def _needs_optimizer(c: Constraint) -> bool:
+    return isinstance(c, _StepHookConstraint)
+
+
+def _detach_all(constraints: list[Constraint], **kwargs: Any) -> None:
+    """Detach ``constraints`` last to first; ``kwargs`` go to parametrization constraints."""
+    for c in reversed(constraints):
+        if hasattr(c, "parametrizations"):
+            c.detach(**kwargs)
+        else:
+            c.detach()
 
 
 class MetricRecorder:
