@@ -491,6 +491,31 @@ def float32_tolerance(n: int) -> float:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_cuda_rounding_hard_matrices(backend: str) -> None:
+    """:func:`rounding_hard_matrices` on the GPU, where float32 subnormals may flush to zero
+    (the kernel's reflectors and rotations are formed from scaled vectors since an audit
+    found ``tau = inf`` and drifting rotations on them)."""
+    solver = ef.create("solver", "batched-ed", backend=backend)
+    for n in (9, 21, 34, 46):
+        for name, A in rounding_hard_matrices(n, torch.float32).items():
+            L, V = solver.eigh(A.unsqueeze(0).cuda())
+            assert solver.last_converged.all(), (n, name)
+            peak = A.abs().max().double()
+            try:
+                assert_eigh_accuracy(
+                    A.unsqueeze(0).double() / peak,
+                    L.cpu().double() / peak,
+                    V.cpu(),
+                    float32_tolerance(n),
+                )
+            except AssertionError as err:
+                raise AssertionError(f"n = {n}, {name}: {err}") from None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.parametrize(("n", "batch"), [(48, 64), (64, 1024)])
 def test_cuda_triton_eigenvectors_where_the_first_gpu_run_failed(n: int, batch: int) -> None:
     """The archived H200 run had correct eigenvalues but ``||V^T V - I||_2 = 1`` on these
