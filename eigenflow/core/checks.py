@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .errors import InputError
+from .scaling import peak_magnitude
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -92,7 +93,7 @@ def _unit_scaled(A: torch.Tensor) -> torch.Tensor:
     """``A / max|A|`` per matrix (the zero matrix unchanged): the value checks are invariant
     to scale, and on the scaled matrix no sum of squares, difference or Cholesky pivot can
     overflow or underflow however large or small the entries are."""
-    peak = A.abs().amax(dim=(-2, -1), keepdim=True).nan_to_num(0.0, 0.0, 0.0)
+    peak = peak_magnitude(A).nan_to_num(0.0, 0.0, 0.0)
     return A / peak.clamp_min(torch.finfo(A.dtype).tiny)
 
 

@@ -15,6 +15,7 @@ import torch
 
 from .checks import check_tensor
 from .errors import ConfigError
+from .scaling import divide_by_peak
 
 __all__ = [
     "POLAR_METHODS",
@@ -72,9 +73,8 @@ def newton_schulz_polar(A: torch.Tensor, iters: int = 30) -> torch.Tensor:
     X = A.mT if transpose else A  # (..., p, q) with p <= q: the Gram X X^T is p x p
     # ||X||_F of X / max|X| (then the scale back): the sum of squares of X itself overflows
     # or underflows for float32 entries beyond about 1e19 or below 1e-22
-    tiny = torch.finfo(X.dtype).tiny
-    X = X / X.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(tiny)
-    X = X / torch.linalg.matrix_norm(X, keepdim=True).clamp_min(tiny)
+    X = divide_by_peak(X)[0]
+    X = X / torch.linalg.matrix_norm(X, keepdim=True).clamp_min(torch.finfo(X.dtype).tiny)
     for _ in range(iters):
         X = 1.5 * X - 0.5 * (X @ X.mT) @ X
     return X.mT if transpose else X

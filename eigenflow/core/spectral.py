@@ -29,8 +29,9 @@ GradientRule = Callable[[torch.Tensor], torch.Tensor]
 
 
 def symmetrize(X: torch.Tensor) -> torch.Tensor:
-    """``(X + X^T) / 2`` over the last two dimensions."""
-    return 0.5 * (X + X.mT)
+    """``(X + X^T) / 2`` over the last two dimensions, as ``X/2 + X^T/2`` (the same rounding,
+    but no overflow for entries above half the range)."""
+    return 0.5 * X + 0.5 * X.mT
 
 
 def exact_rule(L: torch.Tensor) -> torch.Tensor:

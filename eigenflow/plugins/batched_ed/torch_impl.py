@@ -25,6 +25,9 @@ from typing import NamedTuple
 
 import torch
 
+from ...core.scaling import divide_by_peak
+from ...core.spectral import symmetrize
+
 __all__ = [
     "BatchedEighResult",
     "batched_eigh",
@@ -371,10 +374,8 @@ def batched_eigh(
         flags = torch.ones(0, dtype=torch.bool, device=A.device)
         return BatchedEighResult(empty, A.new_empty(0, n, n), flags, 0)
     tol = torch.finfo(A.dtype).eps if tol is None else tol
-    A = 0.5 * A + 0.5 * A.mT  # not (A + A^T) / 2, which overflows above half the range
-    scale = A.abs().amax(dim=(-2, -1))
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    A = A / scale[:, None, None]
+    A, scale = divide_by_peak(symmetrize(A))
+    scale = scale[:, 0, 0]
     d, e, U, taus = tridiagonalize(A)
     # eigenvectors as rows, so that a rotation updates two contiguous rows
     Vt = wy_accumulate(U, taus).mT.contiguous() if eigenvectors else None

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import torch
 
+from ...core.scaling import divide_by_peak
+
 __all__ = [
     "SCALINGS",
     "lyapunov_exact",
@@ -47,11 +49,6 @@ _SPECTRAL_SAFETY = 1.6
 
 def _frobenius(A: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(A, ord="fro", keepdim=True)
-
-
-def _peak(A: torch.Tensor) -> torch.Tensor:
-    """``max|A|`` per matrix ``(B, 1, 1)``, floored at the smallest normal number."""
-    return A.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(A.dtype).tiny)
 
 
 def normalising_scale(A: torch.Tensor, scaling: str = "frobenius") -> torch.Tensor:
@@ -87,8 +84,7 @@ def normalising_scale(A: torch.Tensor, scaling: str = "frobenius") -> torch.Tens
     if scaling not in SCALINGS:
         raise ValueError(f"scaling = {scaling!r} is invalid: expected one of {SCALINGS}")
     tiny = torch.finfo(A.dtype).tiny
-    peak = _peak(A)
-    A = A / peak
+    A, peak = divide_by_peak(A)
     fro = _frobenius(A)
     if scaling == "frobenius":
         return (fro * peak).clamp_min(tiny)
@@ -112,8 +108,8 @@ def schatten_scale_and_square(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     the Padé series, the first step of the sign iteration).
     """
     tiny = torch.finfo(A.dtype).tiny
-    peak = _peak(A)
-    fro = (_frobenius(A / peak) * peak).clamp_min(tiny)
+    unit, peak = divide_by_peak(A)
+    fro = (_frobenius(unit) * peak).clamp_min(tiny)
     A1 = A / fro
     A1_sq = A1 @ A1
     # t = ||A1^2||_F^(1/2) lies in [||A1||_2, ||A1||_F] = [n^(-1/2), 1] for A != 0; the floor
