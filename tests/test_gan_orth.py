@@ -41,6 +41,17 @@ def test_tiny_run_end_to_end(tmp_path, monkeypatch):
     assert out["stages"]
 
 
+def test_fewer_eval_samples_than_the_mosaic(tmp_path, monkeypatch):
+    """``eval_samples`` below 64 (the 8x8 mosaic) still writes a mosaic: two rows of 8 for 10."""
+    monkeypatch.setenv("EIGENFLOW_CACHE", str(tmp_path / "cache"))
+    config = {**_TINY, "variants": ["plain"], "eval_samples": 10}
+    ef.Pipeline.from_config(config).run(tmp_path / "run", quiet=True)
+    png = tmp_path / "run" / "samples-plain.png"
+    Image = pytest.importorskip("PIL.Image", reason="Pillow (a matplotlib dependency) is absent")
+    width, height = Image.open(png).size
+    assert width > 3 * height  # 8 columns, 2 rows
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from eigenflow.core.images import image_grid, write_png
+from eigenflow.core.errors import InputError
+from eigenflow.core.images import image_grid, images_in_rows, write_png
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow (a matplotlib dependency) is not installed")
 
@@ -31,3 +32,18 @@ def test_image_grid_layout(channels):
     expected = images[1, 2] if channels == 3 else images[1, 2].mean(0, keepdim=True).expand(3, 4, 5)
     np.testing.assert_array_equal(tile, (expected.permute(1, 2, 0).numpy() * 255).round())
     assert (grid[0] == 255).all()  # padding is white
+
+
+@pytest.mark.parametrize(("n", "cols", "shape"), [(1, 8, (1, 1)), (10, 8, (2, 8)), (64, 8, (8, 8))])
+def test_images_in_rows_fills_the_last_row_with_white(n, cols, shape):
+    images = torch.rand(n, 1, 2, 3)
+    rows = images_in_rows(images, cols=cols)
+    assert rows.shape == (*shape, 1, 2, 3)
+    flat = rows.reshape(-1, 1, 2, 3)
+    torch.testing.assert_close(flat[:n], images, rtol=0, atol=0)
+    assert (flat[n:] == 1).all()
+
+
+def test_images_in_rows_refuses_no_images():
+    with pytest.raises(InputError, match="N = 0"):
+        images_in_rows(torch.rand(0, 1, 2, 3))

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError
 from .io import atomic_write_bytes
 
-__all__ = ["image_grid", "write_png"]
+__all__ = ["image_grid", "images_in_rows", "write_png"]
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -50,3 +51,20 @@ def image_grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
             y, x0 = pad + r * (h + pad), pad + col * (w + pad)
             canvas[:, y : y + h, x0 : x0 + w] = imgs[r, col]
     return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def images_in_rows(images: torch.Tensor, cols: int = 8) -> torch.Tensor:
+    """Lay ``(N, C, H, W)`` images out row by row for :func:`image_grid`.
+
+    Returns ``(ceil(N / cols), min(N, cols), C, H, W)``; the cells after the last image are
+    white (ones), so any ``N >= 1`` gives a full mosaic.
+    """
+    n = images.shape[0]
+    if n < 1 or cols < 1:
+        raise InputError(
+            f"images_in_rows needs images with N >= 1 and cols >= 1; got N = {n}, cols = {cols}"
+        )
+    width = min(n, cols)
+    rows = -(-n // width)
+    blank = images.new_ones((rows * width - n, *images.shape[1:]))
+    return torch.cat([images, blank]).reshape(rows, width, *images.shape[1:])

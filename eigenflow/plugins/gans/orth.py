@@ -44,7 +44,7 @@ from ...core.config import (
     options_dict,
 )
 from ...core.errors import ConfigError, did_you_mean
-from ...core.images import image_grid, write_png
+from ...core.images import image_grid, images_in_rows, write_png
 from ...core.io import atomic_write_json
 from ...registry.registry import get_registries
 from ...runtime import DatasetBatches, TrainConfig, Trainer, WithPenalties, build_model
@@ -233,7 +233,7 @@ class GanOrth(PipelineBase):
         weight = layer.weight.detach()
         write_png(
             ctx.out_dir / f"samples-{variant}.png",
-            image_grid(samples[:64].reshape(8, 8, *samples.shape[1:])),
+            image_grid(images_in_rows(samples[:64], cols=8)),
         )
         return {
             "frechet_distance": fd(samples),
