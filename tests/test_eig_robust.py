@@ -623,3 +623,12 @@ def test_hessian_vector_product_matches_finite_differences_of_the_own_gradient(n
     h = 1e-5
     fd = ((grad(A + h * E)[1] - grad(A - h * E)[1]) / (2 * h) * W).sum()
     torch.testing.assert_close((hv * E).sum(), fd, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("keep", "n", "kept"), [(0.5, 5, 3), (0.5, 3, 2), (0.5, 7, 4), (0.8, 5, 4), (3, 5, 3)]
+)
+def test_topn_fraction_rounds_half_up(keep, n, kept):
+    """A fraction ``keep`` keeps ``floor(keep * n + 1/2)`` eigenvalues: half up at ties, the same
+    at every n (Python's ``round`` keeps 2 of 5 but 2 of 3 for 0.5)."""
+    assert ef.create("solver", "svd-topn", keep=keep).kept(n) == kept

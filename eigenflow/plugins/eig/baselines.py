@@ -5,6 +5,7 @@ gradient)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import attrs
@@ -166,7 +167,7 @@ class SVDTopNConfig:
         0.8,
         validator=_check_keep,
         help="N, the eigenvalues kept in the backward: an integer count, or a fraction of n "
-        "(rounded, at least 1)",
+        "(rounded half up, at least 1)",
     )
     eps: float | None = eps_option()
 
@@ -189,7 +190,8 @@ class SVDTopNSolver(EighSolver):
     def kept(self, n: int) -> int:
         """N for matrices of size ``n``."""
         keep = self.config.keep
-        count = keep if isinstance(keep, int) else round(keep * n)
+        # half up, not Python's round-half-to-even (0.5 of 5 keeps 3, as 0.5 of 3 keeps 2)
+        count = keep if isinstance(keep, int) else math.floor(keep * n + 0.5)
         return max(1, min(n, count))
 
     def gradient_rule(self, L: torch.Tensor) -> torch.Tensor:
