@@ -28,6 +28,7 @@ from .registry.registry import (
     debug_enabled,
     get_registries,
 )
+from .runtime import RUN_DEVICES, resolve_device
 
 __all__ = ["main"]
 
@@ -214,49 +215,15 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-#: devices ``eigenflow run --device`` accepts (the runtime runs pipelines on these)
-RUN_DEVICES = "cpu, cuda, cuda:N for GPU N"
-
-
 def _check_device(device: str | None, what: str) -> None:
     """Refuse a device the run cannot use, before anything is written: ``--device foo``,
-    ``mps`` or ``meta`` would otherwise fail half-way through the run, after ``run.json``.
+    ``mps`` or ``meta`` would otherwise fail half-way through the run, after ``run.json``
+    (the runtime's own check, :func:`eigenflow.runtime.resolve_device`).
 
     ``what`` names where ``device`` came from (``--device``, or the config's ``device``).
     """
-    if device is None:  # the default: cuda when available, else cpu
-        return
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        parsed = None
-    usable = parsed is not None and (
-        parsed.type == "cuda" or (parsed.type == "cpu" and parsed.index in (None, 0))
-    )
-    if not usable:
-        text = str(device)
-        if text.lower().startswith("gpu"):  # closest() would say 'cpu'
-            hint = f"; did you mean {'cuda' + text[3:]!r}?"
-        else:
-            hint = did_you_mean(text, ("cpu", "cuda", "cuda:0"))
-        raise ConfigError(
-            f"{what}: {device!r} is not a device eigenflow runs on{hint} (allowed: "
-            f"{RUN_DEVICES}; leave it out for cuda when available, else cpu)"
-        )
-    if parsed.type != "cuda":
-        return
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"{what}: {device!r} requested but CUDA is not available here (allowed here: cpu)"
-        )
-    count = torch.cuda.device_count()
-    if parsed.index is not None and parsed.index >= count:
-        raise ConfigError(
-            f"{what}: {device!r} requested but this machine has {count} GPU(s) "
-            f"(allowed: cpu, cuda, cuda:0 to cuda:{count - 1})"
-        )
+    if device is not None:  # None: the default, cuda when available, else cpu
+        resolve_device(device, what)
 
 
 def _check_out_folder(out: str | os.PathLike, what: str) -> None:

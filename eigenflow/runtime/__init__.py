@@ -3,6 +3,8 @@
 - :mod:`~eigenflow.runtime.trainer`: the :class:`Trainer` (every training loop) and its
   :class:`TrainConfig`;
 - :mod:`~eigenflow.runtime.checkpoints`: the last ``K`` checkpoints, atomic and verified;
+- :mod:`~eigenflow.runtime.devices`: the device a run uses, checked before anything is
+  written;
 - :mod:`~eigenflow.runtime.logging`: ``metrics.csv`` and TensorBoard;
 - :mod:`~eigenflow.runtime.runs`: one run per output folder (resume, overwrite);
 - :mod:`~eigenflow.runtime.build`: components from references and the model options the
@@ -15,6 +17,7 @@ a plugin (it finds components through the registry).
 
 from .build import build_model, model_defaults_for, unpack_batch
 from .checkpoints import CheckpointStore
+from .devices import RUN_DEVICES, resolve_device
 from .logging import ScalarLog
 from .penalties import WithPenalties
 from .pipeline import Pipeline, Stage, load_spec
@@ -34,6 +37,7 @@ from .trainer import (
 )
 
 __all__ = [
+    "RUN_DEVICES",
     "BatchSource",
     "CheckpointStore",
     "CyclicBatches",
@@ -53,6 +57,7 @@ __all__ = [
     "model_defaults_for",
     "model_phases",
     "prepare_run_folder",
+    "resolve_device",
     "restore_rng",
     "unpack_batch",
 ]

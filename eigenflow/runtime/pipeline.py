@@ -42,6 +42,7 @@ from ..core.config import ComponentRef, validate_options
 from ..core.errors import ConfigError, PipelineSpecError
 from ..core.io import atomic_write_json
 from ..registry.registry import get_registries, resolve_reference
+from .devices import resolve_device
 from .runs import prepare_run_folder
 from .trainer import distributed_env
 
@@ -166,11 +167,14 @@ class Pipeline:
         """Run every stage; returns ``{"pipeline": ..., "stages": [...], "out": ...}``.
 
         A folder that already holds a run is refused (:class:`~eigenflow.RunFolderError`)
-        unless ``resume`` or ``overwrite`` is true (here or in the specification). Under
-        ``torchrun`` only rank 0 writes ``run.json`` and ``summary.json`` and prints.
+        unless ``resume`` or ``overwrite`` is true (here or in the specification). A device
+        the runtime cannot run on (``"mps"``, ``"meta"``, ``"cuda"`` without CUDA, ...) is a
+        :class:`~eigenflow.ConfigError` raised before the folder is touched
+        (:func:`~eigenflow.runtime.resolve_device`). Under ``torchrun`` only rank 0 writes
+        ``run.json`` and ``summary.json`` and prints.
         """
+        device_obj = resolve_device(device or self.device, "device")
         out_dir = Path(out or self.out or _default_out_dir(self))
-        device_obj = _resolve_device(device or self.device)
         resume = self.resume if resume is None else resume
         overwrite = self.overwrite if overwrite is None else overwrite
         rank, _ = distributed_env()
@@ -320,15 +324,6 @@ def _trainer_option(config: Any, name: str) -> Any:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _resolve_device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {device!r} requested but CUDA is not available here")
-    return dev
 
 
 def _default_out_dir(pipeline: Pipeline) -> Path:
