@@ -1,6 +1,8 @@
 """Scalar and image logs of a training run: ``metrics.csv`` always, TensorBoard when asked.
 
-``metrics.csv`` has the columns ``step, name, value``. TensorBoard event files go to
+``metrics.csv`` has the columns ``step, name, value``. On resume it is rewritten with the rows
+up to the checkpoint's step through a temporary file and a rename, so a run killed while
+resuming keeps its history. TensorBoard event files go to
 ``<run folder>/tensorboard`` when the option ``tensorboard`` is true; that needs the
 ``tensorboard`` package (``pip install 'eigenflow[tensorboard]'``). Only rank 0 of a
 distributed run writes.
@@ -9,12 +11,14 @@ distributed run writes.
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
 from ..core.errors import ConfigError
+from ..core.io import atomic_write_bytes
 
 __all__ = ["TENSORBOARD_MISSING", "ScalarLog", "open_tensorboard"]
 
@@ -67,10 +71,7 @@ class ScalarLog:
             self.writer = open_tensorboard(folder / "tensorboard")
         folder.mkdir(parents=True, exist_ok=True)
         kept = _rows_up_to(self.csv_path, resume_from) if resume_from is not None else []
-        with self.csv_path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["step", "name", "value"])
-            writer.writerows(kept)
+        _write_rows(self.csv_path, kept)
 
     @property
     def backend(self) -> str:
@@ -98,6 +99,16 @@ class ScalarLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _write_rows(path: Path, rows: Sequence[Sequence[str]]) -> None:
+    """Replace ``path`` by the header and ``rows``, atomically (temporary file, ``fsync``,
+    rename): a crash leaves the previous file or the new one, whole."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["step", "name", "value"])
+    writer.writerows(rows)
+    atomic_write_bytes(path, text.getvalue().encode("utf-8"))
 
 
 def _rows_up_to(path: Path, step: int) -> list[list[str]]:

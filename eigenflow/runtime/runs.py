@@ -19,7 +19,7 @@ from ..core.io import atomic_write_json
 from .checkpoints import CHECKPOINT_NAME
 from .trainer import RESUMABLE_OPTIONS
 
-__all__ = ["RUN_FILES", "RUN_RECORD", "prepare_run_folder", "run_files"]
+__all__ = ["RUN_FILES", "RUN_RECORD", "prepare_run_folder", "read_run_record", "run_files"]
 
 RUN_RECORD = "run.json"
 RUN_FILES = (RUN_RECORD, "summary.json", "result.json", "metrics.csv", CHECKPOINT_NAME)
@@ -54,6 +54,8 @@ def prepare_run_folder(
     ------
     RunFolderError
         The folder holds a run and neither ``resume`` nor ``overwrite`` is given.
+    RunFolderError
+        ``resume`` and the folder's ``run.json`` cannot be read (see ``read_run_record``).
     ConfigError
         ``resume`` with options that fix the run changed since the recorded run.
     """
@@ -74,10 +76,50 @@ def prepare_run_folder(
             else:
                 child.unlink()
     if resume and (folder / RUN_RECORD).exists():
-        previous = json.loads((folder / RUN_RECORD).read_text(encoding="utf-8"))
-        _check_unchanged(previous, record, folder)
+        _check_unchanged(read_run_record(folder), record, folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / RUN_RECORD, dict(record))
+
+
+def read_run_record(folder: Path) -> dict[str, Any]:
+    """The options recorded in ``folder/run.json``.
+
+    Raises
+    ------
+    RunFolderError
+        Naming the file and what to do when it cannot be read, is not JSON (damaged, e.g. by
+        a crash of a writer that predates atomic writes, or edited by hand) or not a JSON
+        object.
+    """
+    path = folder / RUN_RECORD
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RunFolderError(
+            _damaged_record(folder, path, f"it cannot be read ({reason})")
+        ) from None
+    try:
+        previous = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(
+            _damaged_record(folder, path, f"it is not valid JSON ({exc})")
+        ) from None
+    stages = previous.get("stages", []) if isinstance(previous, dict) else None
+    if not isinstance(stages, list) or not all(isinstance(s, Mapping) for s in stages):
+        raise RunFolderError(
+            _damaged_record(folder, path, "it is not a run record (a JSON object with 'stages')")
+        )
+    return previous
+
+
+def _damaged_record(folder: Path, path: Path, problem: str) -> str:
+    """The message for a ``run.json`` that ``read_run_record`` cannot use."""
+    return (
+        f"cannot resume the run in {str(folder)!r}: its run record {str(path)!r} is damaged: "
+        f"{problem}; restore it, delete it to resume without checking the options against it "
+        "(it is written again), or start afresh with --overwrite (overwrite=true)"
+    )
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
