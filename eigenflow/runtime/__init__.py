@@ -2,7 +2,8 @@
 
 - :mod:`~eigenflow.runtime.trainer`: the :class:`Trainer` (every training loop) and its
   :class:`TrainConfig`;
-- :mod:`~eigenflow.runtime.checkpoints`: the last ``K`` checkpoints, atomic and verified;
+- :mod:`~eigenflow.runtime.checkpoints`: the last ``K`` checkpoints, atomic and verified,
+  and model weights loaded with a clear error when they do not fit;
 - :mod:`~eigenflow.runtime.devices`: the device a run uses, checked before anything is
   written;
 - :mod:`~eigenflow.runtime.logging`: ``metrics.csv`` and TensorBoard;
@@ -16,7 +17,7 @@ a plugin (it finds components through the registry).
 """
 
 from .build import build_model, model_defaults_for, unpack_batch
-from .checkpoints import CheckpointStore
+from .checkpoints import CheckpointStore, load_model_state, load_model_weights
 from .devices import RUN_DEVICES, resolve_device
 from .logging import ScalarLog
 from .penalties import WithPenalties
@@ -53,6 +54,8 @@ __all__ = [
     "build_model",
     "capture_rng",
     "distributed_env",
+    "load_model_state",
+    "load_model_weights",
     "load_spec",
     "model_defaults_for",
     "model_phases",

@@ -52,7 +52,7 @@ from torch import nn
 
 from ..core.config import boolean, config, floating, integer, one_of, option, optional
 from ..core.errors import CheckpointError, ConfigError, NonFiniteLossError
-from .checkpoints import CHECKPOINT_NAME, CheckpointStore
+from .checkpoints import CHECKPOINT_NAME, CheckpointStore, load_model_state
 from .logging import ScalarLog
 
 __all__ = [
@@ -669,7 +669,7 @@ class Trainer:
         else:
             raise ConfigError("Trainer.load_checkpoint: no run folder (out_dir) and no path")
         self._check_resumable(state, where)
-        _load_model_state(self.model, state["model"], where)
+        load_model_state(self.model, state["model"], where)
         self._load_optimizer_states(state, where)
         self.scaler.load_state_dict(state["scaler"])
         loader = getattr(self.batches, "load_state_dict", None)
@@ -958,28 +958,6 @@ class Trainer:
             f"[{self.label}] [{bar}] {self.step}/{self.config.steps} loss {means['loss']:.5g} "
             f"({terms}) {rate:.2f} it/s"
         )
-
-
-def _load_model_state(model: nn.Module, saved: Mapping[str, Any], where: Path) -> None:
-    """``load_state_dict`` with a :class:`~eigenflow.CheckpointError` naming the file and every
-    parameter that is missing, unexpected or of another shape."""
-    own = model.state_dict()
-    problems = [
-        f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
-        for k, v in saved.items()
-        if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
-    ]
-    missing = sorted(set(own) - set(saved))
-    unexpected = sorted(set(saved) - set(own))
-    if missing:
-        problems.append(f"missing in the checkpoint: {', '.join(missing[:8])}")
-    if unexpected:
-        problems.append(f"not in the model: {', '.join(unexpected[:8])}")
-    if problems:
-        raise CheckpointError(
-            f"checkpoint {str(where)!r} does not fit the model: {'; '.join(problems)}"
-        )
-    model.load_state_dict(saved)
 
 
 def _cpu_rng(state: Mapping[str, Any]) -> dict[str, Any]:

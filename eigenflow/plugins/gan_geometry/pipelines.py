@@ -28,8 +28,9 @@ from torch import nn
 from ...core.component import PipelineBase, RunContext
 from ...core.config import component_option, config, floating, integer, option
 from ...core.errors import ConfigError
-from ...core.io import atomic_write_json, load_weights
+from ...core.io import atomic_write_json
 from ...registry.registry import get_registries
+from ...runtime import load_model_weights
 from .hessian_analysis import hessian_geometry
 from .training import build_gan, first_linear, train_gan, traversal_grid
 
@@ -393,8 +394,7 @@ class HessianAnalysis(PipelineBase):
         torch.manual_seed(ctx.seed)
         model = build_gan(cfg.model, data, latent_dim=cfg.latent_dim).to(ctx.device)
         if cfg.checkpoint is not None:
-            state = load_weights(cfg.checkpoint, map_location=ctx.device)
-            model.load_state_dict(state["model"] if "model" in state else state)
+            load_model_weights(model, cfg.checkpoint, map_location=ctx.device)
         else:
             train_gan(model, data, ctx, "gan", steps=cfg.steps, **_train_options(cfg))
         generator = _frozen_generator(model)

@@ -23,9 +23,9 @@ from ...core.config import (
 )
 from ...core.errors import ConfigError
 from ...core.images import image_grid, write_png
-from ...core.io import atomic_write_json, load_weights
+from ...core.io import atomic_write_json
 from ...registry.registry import get_registries
-from ...runtime import TrainConfig, Trainer, build_model
+from ...runtime import TrainConfig, Trainer, build_model, load_model_weights
 from .metric_tensor import metric_by_backprop
 
 __all__ = ["TraversePipeline", "TraversePipelineConfig", "first_projection"]
@@ -145,8 +145,7 @@ class TraversePipeline(PipelineBase):
         data = cfg.dataset.build("dataset")
         model = build_model(cfg.model, data).to(ctx.device)
         if cfg.checkpoint is not None:
-            state = load_weights(cfg.checkpoint, map_location=ctx.device)
-            model.load_state_dict(state["model"] if "model" in state else state)
+            load_model_weights(model, cfg.checkpoint, map_location=ctx.device)
             return model
         tcfg, errors = validate_options(
             TrainConfig,
