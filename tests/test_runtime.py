@@ -225,8 +225,19 @@ def test_optimiser_settings_are_range_checked():
 
 
 def test_a_key_given_in_two_places_is_an_error():
-    with pytest.raises(ef.PipelineSpecError, match=r"trainer\.steps given in two places"):
+    with pytest.raises(ef.PipelineSpecError, match=r"trainer\.steps = 20 duplicates"):
         ef.Pipeline.from_config({"pipeline": "train", "steps": 10, "trainer": {"steps": 20}})
+
+
+def test_a_duplicated_trainer_key_says_which_option_to_keep_with_its_value():
+    with pytest.raises(ef.PipelineSpecError) as info:
+        ef.Pipeline.from_config({"pipeline": "train", "lr": 0.002, "trainer": {"lr": 0.01}})
+    message = str(info.value)
+    assert "trainer.lr = 0.01 duplicates the pipeline's own option lr;" in message
+    assert "remove trainer.lr and set lr = 0.01 (--set lr=0.01)" in message
+    assert "seed" not in message
+    with pytest.raises(ef.PipelineSpecError, match=r"remove trainer\.seed and pass --seed 3"):
+        ef.Pipeline.from_config({"pipeline": "train", "trainer": {"seed": 3}})
 
 
 def test_constructor_checks_are_reported_with_every_other_error_and_its_path():

@@ -68,15 +68,25 @@ def _batches(dataset: Any, batch_size: int, limit: int, device: torch.device):
 _OWN_TRAINER_KEYS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "seed": "seed"}
 
 
+def _duplicated_trainer_key(key: str, given: Any) -> str:
+    """What to do with ``trainer.<key> = given``, an engine option ``train`` owns itself."""
+    if key == "seed":
+        return (
+            f"trainer.seed = {given!r}: the seed is the run's; remove trainer.seed and pass "
+            f"--seed {given!r} (Pipeline.run(seed={given!r}))"
+        )
+    own = _OWN_TRAINER_KEYS[key]
+    return (
+        f"trainer.{key} = {given!r} duplicates the pipeline's own option {own}; remove "
+        f"trainer.{key} and set {own} = {given!r} (--set {own}={given!r})"
+    )
+
+
 def _check_trainer(_inst: Any, attribute: Any, value: Any) -> None:
     options_dict()(_inst, attribute, value)
     twice = [k for k in value if k in _OWN_TRAINER_KEYS]
     if twice:
-        raise ConfigError(
-            f"option {attribute.name!r}: {', '.join(f'trainer.{k}' for k in twice)} given in "
-            f"two places; set the pipeline's own option ({', '.join(twice)}) instead "
-            "(the seed is the run's: --seed)"
-        )
+        raise ConfigError("; ".join(_duplicated_trainer_key(k, value[k]) for k in twice))
     _, errors = validate_options(TrainConfig, dict(value))
     if errors:
         raise ConfigError(
