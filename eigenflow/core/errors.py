@@ -21,6 +21,7 @@ __all__ = [
     "EigenflowError",
     "EigenflowWarning",
     "InputError",
+    "InvalidPluginError",
     "NonFiniteLossError",
     "NotSupportedError",
     "PipelineSpecError",
@@ -63,6 +64,12 @@ class UnknownNameError(EigenflowError, KeyError):
 
 class DuplicatePluginError(EigenflowError):
     """Two plugins registered the same name for the same kind."""
+
+
+class InvalidPluginError(EigenflowError, ValueError):
+    """:func:`~eigenflow.registry.registry.register_plugin` was given a plugin it cannot
+    register (a hook whose arguments its specification does not provide, or a plugin name or
+    object already registered)."""
 
 
 class ConfigError(EigenflowError, ValueError):

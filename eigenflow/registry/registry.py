@@ -25,6 +25,7 @@ from ..core.config import ComponentRef, set_component_builder, validate_options
 from ..core.errors import (
     ConfigError,
     DuplicatePluginError,
+    InvalidPluginError,
     PluginLoadWarning,
     UnknownKindError,
     UnknownNameError,
@@ -38,6 +39,7 @@ __all__ = [
     "DEBUG_ENV",
     "ENTRY_POINT_GROUP",
     "PLUGINS_ENV",
+    "InvalidPluginError",
     "PluginProblem",
     "PluginRecord",
     "Registries",
@@ -58,7 +60,12 @@ PLUGINS_ENV = "EIGENFLOW_PLUGINS"
 #: Set to ``1`` to put the full traceback of each skipped plugin in its warning.
 DEBUG_ENV = "EIGENFLOW_DEBUG"
 BUILTIN_DIST = "eigenflow"
+#: The distribution of plugins registered with :func:`register_plugin`.
+IN_PROCESS = "(in-process)"
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+#: Exceptions a plugin may not swallow: everything else a plugin raises while it is imported
+#: or registers (``SystemExit`` included) is reported and the plugin skipped.
+_NOT_A_PLUGIN_FAILURE = (KeyboardInterrupt,)
 
 
 @attrs.frozen
@@ -191,6 +198,39 @@ class Registry:
         self._entries.pop(name, None)
 
 
+def _named_class(cls: type, kind: str, name: str) -> type:
+    """``cls`` with ``name`` and ``kind`` set on it, or, when ``cls`` already has a name of its
+    own that differs (or is a kind's base class), a subclass carrying them.
+
+    Parameters
+    ----------
+    cls
+        The class being registered.
+    kind, name
+        What it is registered as.
+
+    Returns
+    -------
+    type
+        The class to store in the registry entry.
+    """
+    own_name = cls.__dict__.get("name") or ""
+    is_base = any(cls is kind_base(k) for k in KINDS)
+    if is_base or (own_name and (own_name != name or cls.kind != kind)):
+        namespace = {
+            "name": name,
+            "kind": kind,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+        }
+        return type(cls)(cls.__name__, (cls,), namespace)
+    if cls.__dict__.get("name") != name or cls.kind != kind:
+        cls.name = name  # type: ignore[attr-defined]
+        cls.kind = kind  # type: ignore[attr-defined]
+    return cls
+
+
 def _whole_plugin_failed(problem: PluginProblem) -> bool:
     return not problem.reason.startswith("skipped registration")
 
@@ -282,6 +322,25 @@ class Registries:
 
         A name already taken is an error for eigenflow's own plugins; for a third-party
         plugin the new registration is skipped and reported.
+
+        The registered class carries its registered ``name`` and ``kind``. A class that does
+        not yet have a name of its own gets them set on it; a class that already has another
+        one (registered elsewhere, or declaring ``name`` itself) is registered as a subclass
+        made for the alias, so the class and its other registrations keep their name.
+
+        Parameters
+        ----------
+        kind
+            One of :data:`~eigenflow.core.kinds.KINDS`.
+        cls
+            A class deriving from that kind's base class.
+        name
+            The registered name; ``cls.name`` when omitted.
+
+        Returns
+        -------
+        type
+            ``cls`` itself (so ``add`` can be used in a decorator), not the alias subclass.
         """
         registry = self[kind]
         base = kind_base(kind)
@@ -305,10 +364,7 @@ class Registries:
                 distribution, plugin, f"skipped registration: {message}", provides=((kind, name),)
             )
             return cls
-        if cls.name != name or cls.kind != kind:
-            cls.name = name  # type: ignore[misc]
-            cls.kind = kind  # type: ignore[misc]
-        registry._add(name, Entry(cls, distribution, plugin))
+        registry._add(name, Entry(_named_class(cls, kind, name), distribution, plugin))
         self._added.append((kind, name))
         return cls
 
@@ -446,7 +502,10 @@ def _where(exc: BaseException) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}{_where(exc)}"
+    """``Type: message (file.py, line N)``; ``Type (file.py, line N)`` without a message."""
+    message = str(exc)
+    head = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"{head}{_where(exc)}"
 
 
 def declared_registrations(module: str) -> tuple[tuple[str, str], ...]:
@@ -455,8 +514,10 @@ def declared_registrations(module: str) -> tuple[tuple[str, str], ...]:
     ``Class.name = "name"`` assigned in the same module. Empty when the source cannot be found
     or parsed (for example when the module's package itself fails to import)."""
     try:
-        spec = importlib.util.find_spec(module)
-    except Exception:
+        spec = importlib.util.find_spec(module)  # imports the parent packages
+    except _NOT_A_PLUGIN_FAILURE:
+        raise
+    except BaseException:  # SystemExit from a parent package too
         return ()
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return ()
@@ -525,8 +586,10 @@ def _load(registries: Registries) -> pluggy.PluginManager:
         label = f"{dist}:{ep.name}"
         try:
             module = ep.load()
-            pm.register(module, name=label)
-        except Exception as exc:  # a broken third-party plugin must not break eigenflow
+            _register_atomically(pm, module, label)
+        except _NOT_A_PLUGIN_FAILURE:
+            raise
+        except BaseException as exc:  # a broken third-party plugin must not break eigenflow
             if dist == BUILTIN_DIST:
                 raise
             problem = registries._report(
@@ -542,9 +605,32 @@ def _load(registries: Registries) -> pluggy.PluginManager:
             continue
         _register_one(registries, pm, label, dist, ep.name, version=version, target=ep.value)
     for obj, name in _extra_plugins:
-        pm.register(obj, name=name)
-        _register_one(registries, pm, name, "(in-process)", name)
+        try:
+            _register_atomically(pm, obj, name)
+        except _NOT_A_PLUGIN_FAILURE:
+            raise
+        except BaseException as exc:  # e.g. its name was taken by an entry point installed since
+            problem = registries._report(
+                IN_PROCESS, name, f"invalid plugin: {_describe(exc)}", exc=exc
+            )
+            registries.records.append(
+                PluginRecord(IN_PROCESS, "", name, name, "failed", problems=(problem,))
+            )
+            continue
+        _register_one(registries, pm, name, IN_PROCESS, name)
     return pm
+
+
+def _register_atomically(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """``pm.register(plugin, name=name)``, leaving ``pm`` as it was when that raises (pluggy
+    keeps the name, and the hooks verified so far, of a plugin whose hook it then refuses)."""
+    taken = pm.has_plugin(name)
+    try:
+        pm.register(plugin, name=name)
+    except BaseException:
+        if not taken and pm.get_plugin(name) is plugin:
+            pm.unregister(plugin=plugin, name=name)
+        raise
 
 
 def _register_one(
@@ -599,9 +685,9 @@ def _register_one(
         with registries.owned_by(dist, plugin) as added:
             for impl in impls:
                 impl.function(registry=registries)
-    except DuplicatePluginError:
+    except (DuplicatePluginError, *_NOT_A_PLUGIN_FAILURE):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: a hook must not end discovery
         if dist == BUILTIN_DIST:
             raise
         registries._report(
@@ -633,14 +719,101 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
     """Register an in-process plugin object (a module or an object with hook implementations).
 
     Useful for plugins defined in a script or a test. Takes effect at once if the registries
-    are already loaded, else at discovery.
+    are already loaded, else at discovery. All or nothing: a plugin that cannot be registered
+    raises and leaves the registries, and every later discovery, as they were.
+
+    Parameters
+    ----------
+    plugin
+        The object whose ``eigenflow_*`` functions are its hooks.
+    name
+        The plugin's name (``plugin.__name__`` or its ``repr`` when omitted); names are unique
+        among in-process plugins and entry points.
+
+    Raises
+    ------
+    InvalidPluginError
+        When ``name`` is taken, ``plugin`` is already registered, or one of its hooks takes
+        arguments its specification does not provide.
     """
     name = name or getattr(plugin, "__name__", None) or repr(plugin)
     with _lock:
-        _extra_plugins.append((plugin, name))
-        if _registries is not None and _manager is not None:
-            _manager.register(plugin, name=name)
-            _register_one(_registries, _manager, name, "(in-process)", name)
+        _check_new_plugin(plugin, name)
+        item = (plugin, name)
+        _extra_plugins.append(item)
+        if _registries is None or _manager is None:
+            return
+        marks = _marks(_registries)
+        try:
+            _register_atomically(_manager, plugin, name)
+            _register_one(_registries, _manager, name, IN_PROCESS, name)
+        except BaseException:  # KeyboardInterrupt, or a warning turned into an error
+            _extra_plugins[:] = [x for x in _extra_plugins if x is not item]
+            if _manager.get_plugin(name) is plugin:
+                _manager.unregister(plugin=plugin, name=name)
+            _truncate(_registries, marks)
+            raise
+
+
+#: The arguments each hook specification passes, by hook name.
+_HOOK_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    hook: tuple(inspect.signature(function).parameters)
+    for hook, function in vars(hookspec).items()
+    if hook.startswith(hookspec.PROJECT_NAME + "_") and callable(function)
+}
+
+
+def _check_new_plugin(plugin: object, name: object) -> None:
+    """Raise :class:`InvalidPluginError` unless :func:`register_plugin` can add ``plugin``
+    under ``name`` without touching the process-wide manager (checked on a scratch one)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidPluginError(f"register_plugin: name must be a non-empty string, got {name!r}")
+    for other, other_name in _extra_plugins:
+        if other_name == name:
+            raise InvalidPluginError(
+                f"register_plugin: name {name!r} is already taken by the in-process plugin "
+                f"{other!r}; choose another name or call unregister_plugin({name!r}) first"
+            )
+        if other is plugin:
+            raise InvalidPluginError(
+                f"register_plugin: plugin {plugin!r} is already registered as {other_name!r}"
+            )
+    if name in {f"{_dist_name(ep)}:{ep.name}" for ep in _entry_points()}:
+        raise InvalidPluginError(
+            f"register_plugin: name {name!r} is the name of an installed entry point; "
+            "choose another name"
+        )
+    if _manager is not None and _manager.is_registered(plugin):
+        raise InvalidPluginError(
+            f"register_plugin: plugin {plugin!r} is already registered as "
+            f"{_manager.get_name(plugin)!r}"
+        )
+    try:
+        _new_manager().register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        problem = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        allowed = ", ".join(f"{h}({', '.join(a)})" for h, a in _HOOK_ARGUMENTS.items())
+        raise InvalidPluginError(
+            f"register_plugin: plugin {name!r} has a hook eigenflow cannot call: {problem} "
+            f"(the hooks and the arguments they may take: {allowed})"
+        ) from exc
+    except Exception as exc:
+        raise InvalidPluginError(
+            f"register_plugin: plugin {name!r} cannot be registered: {_describe(exc)}"
+        ) from exc
+
+
+def _marks(registries: Registries) -> tuple[int, int, int]:
+    """The lengths of the lists of ``registries`` that a registration appends to."""
+    return len(registries.problems), len(registries.records), len(registries.plugins)
+
+
+def _truncate(registries: Registries, marks: tuple[int, int, int]) -> None:
+    """Drop what was appended to ``registries`` since :func:`_marks` returned ``marks``."""
+    problems, records, plugins = marks
+    del registries.problems[problems:]
+    del registries.records[records:]
+    del registries.plugins[plugins:]
 
 
 def unregister_plugin(name: str) -> None:
