@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import torch
+from torch import nn
+
+from eigenflow.core.component import Model
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,3 +46,33 @@ def load_benchmark_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: ``eigenflow run gcp`` options of a one-step run on 16 samples (the CLI tests)
+FAST_GCP_ARGS = ["--quiet", "--set", "steps=1", "--set", "baseline=false"]
+FAST_GCP_ARGS += ["--set", 'dataset={"name": "covariance-textures", "samples": 16}']
+
+
+class Regression(Model):
+    """Deterministic least squares ``|W x - A x|^2``: no sampling, so processes agree."""
+
+    def __init__(self, d: int = 6):
+        nn.Module.__init__(self)
+        self.config = None
+        torch.manual_seed(123)
+        self.net = nn.Sequential(nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, d))
+        self.register_buffer("target", torch.linspace(-1, 1, d * d).view(d, d))
+
+    def loss(self, batch):
+        (x,) = batch
+        err = (self.net(x) - x @ self.target.T).square().sum(-1).mean()
+        return {"loss": err, "mse": err}
+
+
+def error_line(capsys) -> str:
+    """The one line the CLI wrote to stderr (no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]

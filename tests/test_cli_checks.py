@@ -9,20 +9,9 @@ import sys
 
 import pytest
 import torch
+from helpers import FAST_GCP_ARGS, error_line
 
 from eigenflow.cli import _prepare_run, build_parser, main
-
-FAST = ["--quiet", "--set", "steps=1", "--set", "baseline=false"]
-FAST += ["--set", 'dataset={"name": "covariance-textures", "samples": 16}']
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
-
 
 # --------------------------------------------------------------------------- --device
 
@@ -42,8 +31,8 @@ def _error_line(capsys) -> str:
 )
 def test_run_refuses_a_device_it_cannot_use_before_writing(tmp_path, capsys, device, hint):
     out = tmp_path / "run"
-    assert main(["run", "gcp", "--device", device, "--out", str(out), *FAST]) == 1
-    line = _error_line(capsys)
+    assert main(["run", "gcp", "--device", device, "--out", str(out), *FAST_GCP_ARGS]) == 1
+    line = error_line(capsys)
     assert line.startswith(f"eigenflow: error: --device: {device!r} is not a device")
     assert "(allowed: cpu, cuda, cuda:N for GPU N;" in line
     if hint is None:
@@ -56,22 +45,22 @@ def test_run_refuses_a_device_it_cannot_use_before_writing(tmp_path, capsys, dev
 def test_a_refused_device_leaves_the_folder_free_for_the_next_run(tmp_path, capsys):
     # --device meta used to fail after run.json was written: the next run needed --overwrite
     out = tmp_path / "run"
-    assert main(["run", "gcp", "--device", "meta", "--out", str(out), *FAST]) == 1
+    assert main(["run", "gcp", "--device", "meta", "--out", str(out), *FAST_GCP_ARGS]) == 1
     capsys.readouterr()
-    assert main(["run", "gcp", "--device", "cpu", "--out", str(out), *FAST]) == 0
+    assert main(["run", "gcp", "--device", "cpu", "--out", str(out), *FAST_GCP_ARGS]) == 0
     assert (out / "summary.json").is_file()
 
 
 def test_run_refuses_cuda_without_cuda_and_a_gpu_index_past_the_last(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert main(["run", "gcp", "--device", "cuda:0", "--out", str(out), *FAST]) == 1
-    line = _error_line(capsys)
+    assert main(["run", "gcp", "--device", "cuda:0", "--out", str(out), *FAST_GCP_ARGS]) == 1
+    line = error_line(capsys)
     assert "--device: 'cuda:0' requested but CUDA is not available here" in line
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert main(["run", "gcp", "--device", "cuda:2", "--out", str(out), *FAST]) == 1
-    line = _error_line(capsys)
+    assert main(["run", "gcp", "--device", "cuda:2", "--out", str(out), *FAST_GCP_ARGS]) == 1
+    line = error_line(capsys)
     assert "--device: 'cuda:2' requested but this machine has 2 GPU(s)" in line
     assert "cuda:0 to cuda:1" in line
     assert not out.exists()
@@ -81,8 +70,8 @@ def test_run_refuses_the_device_of_a_config_file_before_writing(tmp_path, capsys
     config = tmp_path / "run.toml"
     out = tmp_path / "run"
     config.write_text(f'pipeline = "gcp"\ndevice = "meta"\nout = "{out.as_posix()}"\n')
-    assert main(["run", str(config), *FAST]) == 1
-    assert _error_line(capsys).startswith("eigenflow: error: device: 'meta' is not a device")
+    assert main(["run", str(config), *FAST_GCP_ARGS]) == 1
+    assert error_line(capsys).startswith("eigenflow: error: device: 'meta' is not a device")
     assert not out.exists()
 
 
@@ -92,17 +81,17 @@ def test_run_refuses_the_device_of_a_config_file_before_writing(tmp_path, capsys
 def test_run_refuses_an_output_folder_that_is_a_file_or_below_one(tmp_path, capsys):
     file = tmp_path / "f"
     file.write_text("keep me")
-    assert main(["run", "gcp", "--out", str(file), *FAST]) == 1
-    line = _error_line(capsys)
+    assert main(["run", "gcp", "--out", str(file), *FAST_GCP_ARGS]) == 1
+    line = error_line(capsys)
     assert line.startswith(f"eigenflow: error: --out: {str(file)!r} is a file, not a folder")
-    assert main(["run", "gcp", "--out", str(file / "sub"), *FAST]) == 1
-    line = _error_line(capsys)
+    assert main(["run", "gcp", "--out", str(file / "sub"), *FAST_GCP_ARGS]) == 1
+    line = error_line(capsys)
     assert line == (
         f"eigenflow: error: --out: {str(file / 'sub')!r} cannot be created: "
         f"{str(file)!r} is a file, not a folder"
     )
-    assert main(["run", "gcp", "--out", "", *FAST]) == 1
-    assert _error_line(capsys) == "eigenflow: error: --out: expected a folder path, got ''"
+    assert main(["run", "gcp", "--out", "", *FAST_GCP_ARGS]) == 1
+    assert error_line(capsys) == "eigenflow: error: --out: expected a folder path, got ''"
     assert file.read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
@@ -112,16 +101,16 @@ def test_run_refuses_a_config_output_folder_that_is_a_file(tmp_path, capsys):
     file.write_text("")
     config = tmp_path / "run.json"
     config.write_text(f'{{"pipeline": "gcp", "out": "{file.as_posix()}/sub"}}')
-    assert main(["run", str(config), *FAST]) == 1
-    assert _error_line(capsys).startswith(f"eigenflow: error: out: '{file.as_posix()}/sub'")
+    assert main(["run", str(config), *FAST_GCP_ARGS]) == 1
+    assert error_line(capsys).startswith(f"eigenflow: error: out: '{file.as_posix()}/sub'")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symbolic links")
 def test_run_refuses_an_output_folder_below_a_dangling_link(tmp_path, capsys):
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "gone")
-    assert main(["run", "gcp", "--out", str(link / "sub"), *FAST]) == 1
-    assert f"{str(link)!r} is a link to nothing, not a folder" in _error_line(capsys)
+    assert main(["run", "gcp", "--out", str(link / "sub"), *FAST_GCP_ARGS]) == 1
+    assert f"{str(link)!r} is a link to nothing, not a folder" in error_line(capsys)
     assert not (tmp_path / "gone").exists()
 
 
@@ -131,16 +120,16 @@ def test_run_refuses_an_output_folder_below_a_dangling_link(tmp_path, capsys):
 def test_run_refuses_tensorboard_without_the_package_before_writing(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
     out = tmp_path / "run"
-    assert main(["run", "gcp", "--tensorboard", "--out", str(out), *FAST]) == 1
-    line = _error_line(capsys)
+    assert main(["run", "gcp", "--tensorboard", "--out", str(out), *FAST_GCP_ARGS]) == 1
+    line = error_line(capsys)
     assert line.startswith("eigenflow: error: --tensorboard: TensorBoard logging needs the")
     assert "pip install tensorboard" in line
     assert not out.exists()
     # the same from a config file names the config's key
     config = tmp_path / "run.toml"
     config.write_text(f'pipeline = "gcp"\ntensorboard = true\nout = "{out.as_posix()}"\n')
-    assert main(["run", str(config), *FAST]) == 1
-    assert _error_line(capsys).startswith("eigenflow: error: tensorboard: TensorBoard logging")
+    assert main(["run", str(config), *FAST_GCP_ARGS]) == 1
+    assert error_line(capsys).startswith("eigenflow: error: tensorboard: TensorBoard logging")
     assert not out.exists()
 
 

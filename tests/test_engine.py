@@ -9,10 +9,9 @@ import socket
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from helpers import Regression
 
 import eigenflow as ef
-from eigenflow.core.component import Model
 from eigenflow.core.io import load_weights
 from eigenflow.engine import TrainConfig, Trainer, capture_rng, restore_rng
 
@@ -26,22 +25,6 @@ def _vae():
     return ef.create(
         "model", "vae", input_shape=[6], latent_dim=2, hidden=16, likelihood="gaussian"
     )
-
-
-class Regression(Model):
-    """Deterministic least squares ``|W x - A x|^2``: no sampling, so processes agree."""
-
-    def __init__(self, d: int = 6):
-        nn.Module.__init__(self)
-        self.config = None
-        torch.manual_seed(123)
-        self.net = nn.Sequential(nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, d))
-        self.register_buffer("target", torch.linspace(-1, 1, d * d).view(d, d))
-
-    def loss(self, batch):
-        (x,) = batch
-        err = (self.net(x) - x @ self.target.T).square().sum(-1).mean()
-        return {"loss": err, "mse": err}
 
 
 class BlowsUp(Regression):

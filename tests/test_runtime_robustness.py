@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, run_python
+from helpers import FAST_GCP_ARGS, ROOT, Regression, error_line, run_python
 from torch import nn
 
 import eigenflow as ef
 from eigenflow.cli import main
-from eigenflow.core.component import Model
 from eigenflow.runtime import CheckpointStore, ScalarLog, Trainer, prepare_run_folder
 from eigenflow.runtime.checkpoints import read_checkpoint
 
@@ -29,27 +28,9 @@ GCP = {
     "baseline": False,
     "dataset": {"name": "covariance-textures", "samples": 16},
 }
-GCP_ARGS = ["--quiet", "--set", "steps=1", "--set", "baseline=false"]
-GCP_ARGS += ["--set", 'dataset={"name": "covariance-textures", "samples": 16}']
 
 #: a clean temporary name of the checkpoint writer (``mkstemp``'s random part has no dot)
 CLEAN_TEMP = re.compile(r"\.checkpoint\.pt\.[A-Za-z0-9_]+\.tmp")
-
-
-class Regression(Model):
-    """Deterministic least squares ``|W x - A x|^2`` (as in ``test_engine.py``)."""
-
-    def __init__(self, d: int = 6):
-        nn.Module.__init__(self)
-        self.config = None
-        torch.manual_seed(123)
-        self.net = nn.Sequential(nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, d))
-        self.register_buffer("target", torch.linspace(-1, 1, d * d).view(d, d))
-
-    def loss(self, batch):
-        (x,) = batch
-        err = (self.net(x) - x @ self.target.T).square().sum(-1).mean()
-        return {"loss": err, "mse": err}
 
 
 def _data(n: int = 32, d: int = 6) -> torch.utils.data.Dataset:
@@ -72,14 +53,6 @@ def _trainer(out: Path, steps: int, **options) -> Trainer:
 
 def _temp_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".new")))
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -217,12 +190,12 @@ def test_resume_with_a_damaged_run_record_names_the_file_and_what_to_do(tmp_path
 
 def test_cli_resume_with_a_damaged_run_record_is_one_clear_error(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "gcp", "--device", "cpu", "--out", str(out), *GCP_ARGS]) == 0
+    assert main(["run", "gcp", "--device", "cpu", "--out", str(out), *FAST_GCP_ARGS]) == 0
     (out / "run.json").write_text('{"seed": 0, "stag', encoding="utf-8")
     capsys.readouterr()
-    args = ["run", "gcp", "--device", "cpu", "--out", str(out), "--resume", *GCP_ARGS]
+    args = ["run", "gcp", "--device", "cpu", "--out", str(out), "--resume", *FAST_GCP_ARGS]
     assert main(args) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert line.startswith(f"eigenflow: error: cannot resume the run in {str(out)!r}")
     assert "run.json" in line and "not valid JSON" in line
     (out / "run.json").unlink()  # what the message offers: resume without the check
